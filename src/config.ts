@@ -1,0 +1,94 @@
+import { createHash } from "node:crypto";
+import type { DatabaseConfig } from "./db/orm.ts";
+import type { LogLevel } from "./log.ts";
+import { DEVELOPMENT_SECRET, type TokenConfig } from "./auth/tokens.ts";
+
+/** Everything the server reads from its environment. */
+export interface Config {
+  /** Port to listen on (0 picks a free one). */
+  port: number;
+  /** Address to bind. */
+  host: string;
+  /** Database. */
+  database: DatabaseConfig;
+  /** Token verification. */
+  tokens: TokenConfig;
+  /** True when tokens are checked with the built-in development secret. */
+  developmentSecret: boolean;
+  /** Key that signs page tokens. */
+  pageTokenSecret: Uint8Array;
+  /** Browser origins allowed by CORS ("*" for any). */
+  corsOrigins: string[];
+  /** PEM certificate and key paths; TLS when both are set. */
+  tls?: { certFile: string; keyFile: string };
+  /** Largest request or response message, in bytes. */
+  maxMessageBytes: number;
+  /** Longest deadline a client may ask for, in ms. */
+  maxTimeoutMs: number;
+  /** Deadline of a unary call whose client sent none, in ms. */
+  defaultDeadlineMs: number;
+  /** How long in-flight calls may run after SIGTERM, in ms. */
+  shutdownGraceMs: number;
+  /** Log level. */
+  logLevel: LogLevel;
+  /** NODE_ENV=production. */
+  production: boolean;
+}
+
+/** Reads the configuration from environment variables (see README). */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const production = env.NODE_ENV === "production";
+  const secretText = env.JWT_SECRET ?? (env.JWT_JWKS_URL ? undefined : DEVELOPMENT_SECRET);
+  const developmentSecret = secretText === DEVELOPMENT_SECRET;
+  if (production && developmentSecret) {
+    throw new Error("refusing to start in production with the development JWT secret: set JWT_SECRET or JWT_JWKS_URL");
+  }
+  const secret = secretText === undefined ? undefined : new TextEncoder().encode(secretText);
+  const pageTokenSecret = env.PAGE_TOKEN_SECRET
+    ? new TextEncoder().encode(env.PAGE_TOKEN_SECRET)
+    : createHash("sha256").update(`page-token:${secretText ?? env.JWT_JWKS_URL}`).digest();
+  const certFile = env.TLS_CERT_FILE;
+  const keyFile = env.TLS_KEY_FILE;
+  if (Boolean(certFile) !== Boolean(keyFile)) {
+    throw new Error("TLS needs both TLS_CERT_FILE and TLS_KEY_FILE");
+  }
+  return {
+    port: int(env, "PORT", 8080),
+    host: env.HOST ?? "0.0.0.0",
+    database: {
+      url: env.DATABASE_URL || undefined,
+      dataDir: env.DATA_DIR ?? "./data",
+      poolMax: int(env, "DB_POOL_MAX", 10),
+      debug: env.DB_DEBUG === "1",
+    },
+    tokens: {
+      secret,
+      jwksUrl: env.JWT_JWKS_URL || undefined,
+      issuer: env.JWT_ISSUER || undefined,
+      audience: env.JWT_AUDIENCE || undefined,
+    },
+    developmentSecret,
+    pageTokenSecret,
+    corsOrigins: (env.CORS_ORIGINS ?? "")
+      .split(",")
+      .map((o) => o.trim())
+      .filter(Boolean),
+    tls: certFile && keyFile ? { certFile, keyFile } : undefined,
+    maxMessageBytes: int(env, "MAX_MESSAGE_BYTES", 4 * 1024 * 1024),
+    maxTimeoutMs: int(env, "MAX_TIMEOUT_MS", 5 * 60_000),
+    defaultDeadlineMs: int(env, "DEFAULT_DEADLINE_MS", 30_000),
+    shutdownGraceMs: int(env, "SHUTDOWN_GRACE_MS", 10_000),
+    logLevel: (env.LOG_LEVEL as LogLevel | undefined) ?? "info",
+    production,
+  };
+}
+
+function int(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
+  const raw = env[name];
+  if (raw === undefined || raw === "") return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value < 0) {
+    throw new Error(`${name} must be a non-negative integer, got ${JSON.stringify(raw)}`);
+  }
+  return value;
+}

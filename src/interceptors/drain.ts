@@ -1,0 +1,14 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+
+/**
+ * Refuses new calls once shutdown has begun: calls that arrive on a
+ * connection still open get UNAVAILABLE, which clients retry elsewhere.
+ */
+export function drainInterceptor(draining: () => boolean): Interceptor {
+  return (next) => async (req) => {
+    if (draining()) {
+      throw new ConnectError("the server is shutting down; retry", Code.Unavailable);
+    }
+    return next(req);
+  };
+}

@@ -1,0 +1,37 @@
+import { createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import type { MikroORM } from "@mikro-orm/core";
+import type { EntityManager } from "@mikro-orm/postgresql";
+import { principalKey } from "../auth/principal.ts";
+import { scopeToTenant } from "../db/tenant.ts";
+import { requestSignalKey } from "./deadline.ts";
+
+/** The request's own EntityManager, scoped to the caller's tenant. */
+export const entityManagerKey = createContextKey<EntityManager | undefined>(undefined, {
+  description: "request-scoped EntityManager",
+});
+
+/**
+ * Forks one EntityManager per authenticated request, with the tenant filter's
+ * parameter set from the principal and the request's deadline as its abort
+ * signal. Handlers reach the database only through it.
+ */
+export function entityManagerInterceptor(orm: MikroORM): Interceptor {
+  return (next) => async (req) => {
+    const principal = req.contextValues.get(principalKey);
+    if (principal) {
+      const em = orm.em.fork({ signal: req.contextValues.get(requestSignalKey) ?? req.signal }) as EntityManager;
+      scopeToTenant(em, principal.tenantId);
+      req.contextValues.set(entityManagerKey, em);
+    }
+    return next(req);
+  };
+}
+
+/** The handler's EntityManager; only authenticated methods have one. */
+export function emOf(ctx: HandlerContext): EntityManager {
+  const em = ctx.values.get(entityManagerKey);
+  if (!em) {
+    throw new Error("no EntityManager on this request: is the method public?");
+  }
+  return em;
+}

@@ -1,0 +1,40 @@
+import { loadConfig } from "./config.ts";
+import { migrateUp, openDatabase } from "./db/orm.ts";
+import { createLogger } from "./log.ts";
+import { createAppServer } from "./server.ts";
+
+const config = loadConfig();
+const logger = createLogger(config.logLevel);
+if (config.developmentSecret) {
+  logger.warn("using the built-in development JWT secret; set JWT_SECRET or JWT_JWKS_URL outside development");
+}
+
+const orm = await openDatabase(config.database);
+const applied = await migrateUp(orm);
+logger.info("database ready", {
+  driver: config.database.url ? "postgresql" : "pglite",
+  dataDir: config.database.url ? undefined : config.database.dataDir,
+  migrationsApplied: applied,
+});
+
+const server = createAppServer({ config, orm, logger });
+const port = await server.listen(config.port, config.host);
+server.health.setServing(true);
+logger.info("listening", { host: config.host, port, tls: Boolean(config.tls) });
+
+let stopping = false;
+async function stop(signal: string): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  logger.info("shutting down", { signal });
+  try {
+    await server.shutdown();
+    await orm.close();
+    process.exit(0);
+  } catch (err) {
+    logger.error("unclean shutdown", { error: err });
+    process.exit(1);
+  }
+}
+process.on("SIGTERM", () => void stop("SIGTERM"));
+process.on("SIGINT", () => void stop("SIGINT"));

@@ -1,0 +1,41 @@
+import type { DescService } from "@bufbuild/protobuf";
+import type { ConnectRouter } from "@connectrpc/connect";
+import { AgentService } from "../gen/agentplatform/v1/agent_service_pb.js";
+import { CredentialService } from "../gen/agentplatform/v1/credential_service_pb.js";
+import { ExecutionService } from "../gen/agentplatform/v1/execution_service_pb.js";
+import { ToolService } from "../gen/agentplatform/v1/tool_service_pb.js";
+import { Health } from "../gen/grpc/health/v1/health_pb.js";
+import { ServerReflection as ReflectionV1 } from "../gen/grpc/reflection/v1/reflection_pb.js";
+import { ServerReflection as ReflectionV1alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
+import type { PageTokens } from "./common/page-token.ts";
+import type { HealthState } from "./platform/health.ts";
+import { registerReflection } from "./platform/reflection.ts";
+import { toolHandler } from "./tools/tool.handler.ts";
+
+/** The platform's own services, in the order the README lists them. */
+export const apiServices: DescService[] = [AgentService, ToolService, ExecutionService, CredentialService];
+
+/** Every service the server answers, including health and reflection. */
+export const allServices: DescService[] = [...apiServices, Health, ReflectionV1, ReflectionV1alpha];
+
+/** What the handlers need. */
+export interface RouteDeps {
+  pageTokens: PageTokens;
+  health: HealthState;
+}
+
+/**
+ * Registers every service. Services whose issue has not landed yet are
+ * registered empty, so each of their RPCs answers UNIMPLEMENTED (and is
+ * listed by reflection).
+ */
+export function routes(deps: RouteDeps): (router: ConnectRouter) => void {
+  return (router) => {
+    router.service(ToolService, toolHandler(deps));
+    router.service(AgentService, {});
+    router.service(ExecutionService, {});
+    router.service(CredentialService, {});
+    router.service(Health, deps.health.service);
+    registerReflection(router, allServices);
+  };
+}

@@ -1,0 +1,80 @@
+import type { ServiceImpl } from "@connectrpc/connect";
+import { ToolService } from "../../gen/agentplatform/v1/tool_service_pb.js";
+import { checkEtag } from "../common/etag.ts";
+import { InvalidArgumentError } from "../common/errors.ts";
+import { maskPaths } from "../common/field-mask.ts";
+import { objectSchemaViolations } from "../common/json-schema.ts";
+import { pageSizeOf, type PageTokens } from "../common/page-token.ts";
+import { tenantOf } from "../db/tenant.ts";
+import { emOf } from "../interceptors/entity-manager.ts";
+import type { JsonObject } from "./tool.entity.ts";
+import { toToolMessage } from "./tool.mapper.ts";
+import { ToolRepository, type ToolFields } from "./tool.repository.ts";
+
+const UPDATABLE = ["name", "description", "parameters"] as const;
+
+/** ToolService over the request's EntityManager. */
+export function toolHandler(deps: { pageTokens: PageTokens }): ServiceImpl<typeof ToolService> {
+  return {
+    async createTool(req, ctx) {
+      const tool = req.tool!;
+      const created = await new ToolRepository(emOf(ctx)).create({
+        name: tool.name,
+        description: tool.description,
+        parameters: checkedParameters(tool.parameters, "tool.parameters"),
+      });
+      return { tool: toToolMessage(created) };
+    },
+
+    async getTool(req, ctx) {
+      const tool = await new ToolRepository(emOf(ctx)).get(req.toolId);
+      return { tool: toToolMessage(tool) };
+    },
+
+    async listTools(req, ctx) {
+      const em = emOf(ctx);
+      const limit = pageSizeOf(req.pageSize);
+      const query = { rpc: "ListTools", namePrefix: req.namePrefix };
+      const cursor = deps.pageTokens.decode(tenantOf(em), query, req.pageToken);
+      const rows = await new ToolRepository(em).list({
+        limit: limit + 1,
+        afterName: cursor?.[0] as string | undefined,
+        namePrefix: req.namePrefix,
+      });
+      const page = rows.slice(0, limit);
+      const last = page.at(-1);
+      return {
+        tools: page.map(toToolMessage),
+        nextPageToken: rows.length > limit && last ? deps.pageTokens.encode(tenantOf(em), query, [last.name]) : "",
+      };
+    },
+
+    async updateTool(req, ctx) {
+      const repo = new ToolRepository(emOf(ctx));
+      const paths = maskPaths(req.updateMask, UPDATABLE);
+      const tool = await repo.get(req.toolId);
+      checkEtag(req.etag, tool, "tool");
+      const input = req.tool!;
+      const fields: Partial<ToolFields> = {};
+      if (paths.has("name")) fields.name = input.name;
+      if (paths.has("description")) fields.description = input.description;
+      if (paths.has("parameters")) fields.parameters = checkedParameters(input.parameters, "tool.parameters");
+      return { tool: toToolMessage(await repo.update(tool, fields)) };
+    },
+
+    async deleteTool(req, ctx) {
+      const repo = new ToolRepository(emOf(ctx));
+      const tool = await repo.get(req.toolId);
+      checkEtag(req.etag, tool, "tool");
+      await repo.delete(tool);
+      return {};
+    },
+  };
+}
+
+function checkedParameters(parameters: JsonObject | undefined, field: string): JsonObject | null {
+  if (parameters === undefined) return null;
+  const violations = objectSchemaViolations(parameters, field);
+  if (violations.length > 0) throw new InvalidArgumentError(violations, "INVALID_JSON_SCHEMA");
+  return parameters;
+}
