@@ -9,7 +9,7 @@ if (config.developmentSecret) {
   logger.warn("using the built-in development JWT secret; set JWT_SECRET or JWT_JWKS_URL outside development");
 }
 
-const orm = await openDatabase(config.database);
+const orm = await openDatabase({ ...config.database, log: (message) => logger.debug(message, { component: "orm" }) });
 const applied = await migrateUp(orm);
 logger.info("database ready", {
   driver: config.database.url ? "postgresql" : "pglite",

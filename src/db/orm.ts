@@ -18,6 +18,8 @@ export interface DatabaseConfig {
   poolMax: number;
   /** Log every query (development only). */
   debug?: boolean;
+  /** Where ORM messages (migrations applied, queries in debug) go; silent when absent. */
+  log?: (message: string) => void;
 }
 
 function options(config: DatabaseConfig): Partial<Options> {
@@ -30,6 +32,8 @@ function options(config: DatabaseConfig): Partial<Options> {
     // Handlers must use their request's fork; the global EntityManager refuses work.
     allowGlobalContext: false,
     debug: config.debug ?? false,
+    logger: config.log ?? (() => {}),
+    colors: false,
   };
   if (config.url) {
     return { ...common, driver: PostgreSqlDriver, clientUrl: config.url, pool: { min: 0, max: config.poolMax } };
