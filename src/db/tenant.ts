@@ -16,10 +16,19 @@ export class MissingTenantError extends Error {
   }
 }
 
+/** Error thrown when code tries to write a row into a tenant other than its EntityManager's. */
+export class TenantMismatchError extends Error {
+  constructor() {
+    super("a row's tenant_id differs from the EntityManager's tenant");
+    this.name = "TenantMismatchError";
+  }
+}
+
 /**
  * The filter's condition is a callback so that a query on an EntityManager
  * without tenant parameters fails closed (throws) instead of matching every
- * tenant.
+ * tenant. (MikroORM itself already refuses a default filter with no
+ * parameters; the callback is the second lock.)
  */
 export const tenantFilter = {
   name: TENANT_FILTER,
@@ -60,15 +69,24 @@ export function tenantIdProperty() {
 }
 
 /**
- * Refuses to insert a row whose tenant differs from the EntityManager's: the
- * stamp above only fills an empty `tenant_id`, so this catches code that set
- * one by hand.
+ * Refuses to insert or update a row whose tenant differs from the
+ * EntityManager's: the stamp above only fills an empty `tenant_id`, and a
+ * loaded entity's `tenantId` could be reassigned, so this catches code that
+ * set one by hand.
  */
 export class TenantGuard implements EventSubscriber {
   beforeCreate(args: EventArgs<unknown>): void {
-    const entity = args.entity as { tenantId?: unknown };
-    if ("tenantId" in entity && entity.tenantId !== tenantOf(args.em)) {
-      throw new MissingTenantError();
-    }
+    check(args);
+  }
+
+  beforeUpdate(args: EventArgs<unknown>): void {
+    check(args);
+  }
+}
+
+function check(args: EventArgs<unknown>): void {
+  const entity = args.entity as { tenantId?: unknown };
+  if ("tenantId" in entity && entity.tenantId !== tenantOf(args.em)) {
+    throw new TenantMismatchError();
   }
 }

@@ -22,6 +22,12 @@ export interface Listener {
 }
 
 const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+// A connection that says nothing for this long before its first request is dropped.
+const FIRST_BYTES_TIMEOUT_MS = 10_000;
+// An HTTP/1.1 connection idle this long is dropped. (The inner server never
+// listens, so Node's headersTimeout/requestTimeout checks do not run; the
+// socket idle timeout is what bounds a slow client.)
+const HTTP1_IDLE_TIMEOUT_MS = 120_000;
 
 /**
  * Without TLS, Node's HTTP/2 server ignores allowHTTP1, so a plain TCP server
@@ -32,24 +38,54 @@ const H2_PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 export function createListener(handler: Handler, tls?: { certFile: string; keyFile: string }): Listener {
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
-  let h1: http.Server | undefined;
-  let front: net.Server;
+  // HTTP/1.1 requests in progress per connection, to tell idle keep-alive
+  // connections from busy ones at shutdown. (The inner HTTP/1.1 server never
+  // listens itself, so Node does not track its connections for us.)
+  const busy = new WeakMap<net.Socket, number>();
+  // Connections speaking HTTP/2; they are closed by their session's GOAWAY.
+  const http2Sockets = new WeakSet<net.Socket>();
+  let closing = false;
 
+  const countHttp1 = (req: http.IncomingMessage | http2.Http2ServerRequest, res: http.ServerResponse | http2.Http2ServerResponse) => {
+    if (req.httpVersionMajor !== 1) return;
+    const socket = req.socket as net.Socket;
+    busy.set(socket, (busy.get(socket) ?? 0) + 1);
+    if (closing) res.setHeader("Connection", "close");
+    res.once("close", () => {
+      const left = (busy.get(socket) ?? 1) - 1;
+      busy.set(socket, left);
+      if (closing && left === 0) socket.destroySoon();
+    });
+  };
+  const serve: Handler = (req, res) => {
+    countHttp1(req, res);
+    handler(req, res);
+  };
+
+  let front: net.Server;
   if (tls) {
     const secure = http2.createSecureServer(
       { cert: readFileSync(tls.certFile), key: readFileSync(tls.keyFile), allowHTTP1: true },
-      handler,
+      serve,
     );
-    front = secure;
     secure.on("session", (s) => track(sessions, s));
+    front = secure;
   } else {
-    const h1Server = http.createServer(handler);
-    const h2 = http2.createServer({}, handler);
-    h1 = h1Server;
+    const h1 = http.createServer(serve);
+    h1.timeout = HTTP1_IDLE_TIMEOUT_MS;
+    const h2 = http2.createServer({}, serve);
     h2.on("session", (s) => track(sessions, s));
-    front = net.createServer((socket) => sniff(socket, (isH2) => (isH2 ? h2 : h1Server).emit("connection", socket)));
+    front = net.createServer((socket) =>
+      sniff(socket, (isH2) => {
+        if (isH2) http2Sockets.add(socket);
+        (isH2 ? h2 : h1).emit("connection", socket);
+      }),
+    );
   }
-  front.on("connection", (socket: net.Socket) => track(sockets, socket));
+  front.on(tls ? "secureConnection" : "connection", (socket: net.Socket & { alpnProtocol?: string | false }) => {
+    if (socket.alpnProtocol === "h2") http2Sockets.add(socket);
+    track(sockets, socket);
+  });
 
   return {
     listen(port, host) {
@@ -70,11 +106,11 @@ export function createListener(handler: Handler, tls?: { certFile: string; keyFi
           clearTimeout(timer);
           resolve();
         });
+        closing = true;
         for (const s of sessions) s.close();
-        h1?.closeIdleConnections();
-        if (!tls) {
-          // Busy keep-alive connections: close each after its current response.
-          h1?.on("request", (_req, res) => res.setHeader("Connection", "close"));
+        // Idle HTTP/1.1 connections close now; busy ones after their response.
+        for (const socket of sockets) {
+          if (!http2Sockets.has(socket) && (busy.get(socket) ?? 0) === 0) socket.destroySoon();
         }
       });
     },
@@ -90,12 +126,14 @@ function track<T extends net.Socket | http2.Http2Session>(set: Set<T>, item: T):
 // with those bytes put back.
 function sniff(socket: net.Socket, route: (isH2: boolean) => void): void {
   let seen = Buffer.alloc(0);
+  socket.setTimeout(FIRST_BYTES_TIMEOUT_MS, () => socket.destroy());
   const onData = (chunk: Buffer) => {
     seen = Buffer.concat([seen, chunk]);
     const n = Math.min(seen.length, H2_PREFACE.length);
     const isPrefix = seen.subarray(0, n).equals(H2_PREFACE.subarray(0, n));
     if (isPrefix && seen.length < H2_PREFACE.length) return;
     socket.off("data", onData);
+    socket.setTimeout(0);
     socket.pause();
     socket.unshift(seen);
     route(isPrefix);

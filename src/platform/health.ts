@@ -68,6 +68,8 @@ export function createHealth(serviceNames: string[]): HealthState {
           }
           await changed(ctx.signal);
         }
+        // A deadline or cancel ends the stream with its status, not OK.
+        if (!closed) ctx.signal.throwIfAborted();
       },
     },
   };

@@ -17,7 +17,7 @@ export const onPostgres = Boolean(process.env.TEST_DATABASE_URL);
 
 /**
  * With TEST_DATABASE_URL, a fresh PostgreSQL database named after the worker
- * slot (files in one slot run one after another, so the name is free);
+ * (files in one worker run one after another, so the name is free);
  * otherwise an in-memory PGlite. Either way every migration is applied.
  */
 export async function createTestDatabase(): Promise<TestDatabase> {
@@ -28,7 +28,8 @@ export async function createTestDatabase(): Promise<TestDatabase> {
     await migrateUp(orm);
     return { orm, config, close: () => orm.close() };
   }
-  const name = `agent_platform_test_${process.env.VITEST_POOL_ID ?? "0"}`;
+  // Worker slot and process id: unique even when two suites share one server.
+  const name = `agent_platform_test_${process.env.VITEST_POOL_ID ?? "0"}_${process.pid}`;
   await admin(adminUrl, [`drop database if exists ${name} with (force)`, `create database ${name}`]);
   const url = new URL(adminUrl);
   url.pathname = `/${name}`;
