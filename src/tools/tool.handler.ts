@@ -1,11 +1,12 @@
 import type { ServiceImpl } from "@connectrpc/connect";
-import { ToolService } from "../../gen/agentplatform/v1/tool_service_pb.js";
+import { CreateToolRequestSchema, ToolService } from "../../gen/agentplatform/v1/tool_service_pb.js";
 import { checkEtag } from "../common/etag.ts";
 import { InvalidArgumentError } from "../common/errors.ts";
 import { maskPaths } from "../common/field-mask.ts";
 import { objectSchemaViolations } from "../common/json-schema.ts";
 import { pageSizeOf, type PageTokens } from "../common/page-token.ts";
 import { tenantOf } from "../db/tenant.ts";
+import { idempotentCreate } from "../idempotency/idempotency.ts";
 import { emOf } from "../interceptors/entity-manager.ts";
 import type { JsonObject } from "./tool.entity.ts";
 import { toToolMessage } from "./tool.mapper.ts";
@@ -18,12 +19,18 @@ export function toolHandler(deps: { pageTokens: PageTokens }): ServiceImpl<typeo
   return {
     async createTool(req, ctx) {
       const tool = req.tool!;
-      const created = await new ToolRepository(emOf(ctx)).create({
-        name: tool.name,
-        description: tool.description,
-        parameters: checkedParameters(tool.parameters, "tool.parameters"),
+      const parameters = checkedParameters(tool.parameters, "tool.parameters");
+      return idempotentCreate(emOf(ctx), {
+        requestId: req.requestId,
+        method: "CreateTool",
+        schema: CreateToolRequestSchema,
+        request: req,
+        create: async (tx) => {
+          const created = await new ToolRepository(tx).create({ name: tool.name, description: tool.description, parameters });
+          return { id: created.id, result: { tool: toToolMessage(created) } };
+        },
+        replay: async (em, id) => ({ tool: toToolMessage(await new ToolRepository(em).get(id)) }),
       });
-      return { tool: toToolMessage(created) };
     },
 
     async getTool(req, ctx) {

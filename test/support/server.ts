@@ -9,6 +9,9 @@ import { createTestDatabase, type TestDatabase } from "./db.ts";
 /** The secret test servers verify tokens with. */
 export const TEST_SECRET = "test-secret-0123456789abcdef0123456789abcdef";
 
+/** The credential keyring of test servers, so no test writes a development key under ./data. */
+export const TEST_CREDENTIAL_KEYS = "test-1:q0wcWWX7+tQ7kQnTXNkOigZ0O2T6WZYh8qXFMdsC8xI=";
+
 /** A real server on a real port over the test file's own database. */
 export interface TestServer {
   /** Base URL, e.g. http://127.0.0.1:41234. */
@@ -33,7 +36,13 @@ export interface TestServer {
 export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
   const db = await createTestDatabase();
   const logs: string[] = [];
-  const config: Config = loadConfig({ JWT_SECRET: TEST_SECRET, HOST: "127.0.0.1", PORT: "0", ...env });
+  const config: Config = loadConfig({
+    JWT_SECRET: TEST_SECRET,
+    HOST: "127.0.0.1",
+    PORT: "0",
+    CREDENTIAL_KEYS: TEST_CREDENTIAL_KEYS,
+    ...env,
+  });
   const logger: Logger = createLogger("debug", (line) => void logs.push(line));
   const server = createAppServer({ config, orm: db.orm, logger });
   const port = await server.listen(0, "127.0.0.1");

@@ -1,17 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ToolService } from "../../gen/agentplatform/v1/tool_service_pb.js";
 import { BadRequestSchema, ErrorInfoSchema, PreconditionFailureSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { AgentTool } from "../../src/agents/agent-tool.entity.ts";
-import { scopeToTenant } from "../../src/db/tenant.ts";
+import { AgentType } from "../../gen/agentplatform/v1/agent_pb.js";
+import { AgentService } from "../../gen/agentplatform/v1/agent_service_pb.js";
 import { clientOf, Code, connectJson, errorOf } from "../support/clients.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
 
 let s: TestServer;
 let tools: ReturnType<typeof clientOf<typeof ToolService>>;
+let agents: ReturnType<typeof clientOf<typeof AgentService>>;
 
 beforeAll(async () => {
   s = await startTestServer();
-  tools = clientOf(ToolService, connectJson(s.url, await s.token("acme")));
+  const transport = connectJson(s.url, await s.token("acme"));
+  tools = clientOf(ToolService, transport);
+  agents = clientOf(AgentService, transport);
 });
 afterAll(() => s?.close());
 
@@ -156,17 +159,19 @@ describe("DeleteTool", () => {
 
   it("is FAILED_PRECONDITION while an agent uses the tool, listing the agents", async () => {
     const { tool } = await tools.createTool({ tool: { name: "del-2", description: "d" } });
-    const agentId = "11111111-1111-4111-8111-111111111111";
-    const em = s.orm.em.fork();
-    scopeToTenant(em, "acme");
-    em.create(AgentTool, { agentId, toolId: tool!.id } as AgentTool);
-    await em.flush();
+    const { agent } = await agents.createAgent({
+      agent: { name: "uses-del-2", role: "r", agentType: AgentType.WEBHOOK, toolIds: [tool!.id] },
+    });
+    const agentId = agent!.id;
 
     const err = await errorOf(tools.deleteTool({ toolId: tool!.id }));
     expect(err.code).toBe(Code.FailedPrecondition);
     const violations = err.findDetails(PreconditionFailureSchema)[0]?.violations;
     expect(violations?.map((v) => v.subject)).toEqual([`agents/${agentId}`]);
     expect((await tools.getTool({ toolId: tool!.id })).tool?.name).toBe("del-2");
+
+    await agents.detachTools({ agentId, toolIds: [tool!.id] });
+    await tools.deleteTool({ toolId: tool!.id });
   });
 
   it("answers ABORTED for a stale etag", async () => {

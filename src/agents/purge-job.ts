@@ -1,0 +1,48 @@
+import type { MikroORM } from "@mikro-orm/core";
+import type { EntityManager } from "@mikro-orm/postgresql";
+import { scopeToTenant } from "../db/tenant.ts";
+import type { Logger } from "../log.ts";
+import { Agent } from "./agent.entity.ts";
+
+// Agents removed per tenant per round, so one run never holds long locks.
+const BATCH = 100;
+
+/**
+ * Purges soft-deleted agents whose purge_time has passed. This is a system
+ * job, not a request: it asks the database which tenants have expired agents
+ * (tenant ids read from the rows themselves, never from input), then purges
+ * each tenant's through an EntityManager scoped to that tenant, like any
+ * handler would. Returns how many agents were purged.
+ */
+export async function purgeExpiredAgents(orm: MikroORM, now = new Date()): Promise<number> {
+  const em = orm.em.fork() as EntityManager;
+  const tenants = await em
+    .getConnection()
+    .execute<{ tenant_id: string }[]>("select distinct tenant_id from agents where purge_time <= ?", [now]);
+  let purged = 0;
+  for (const { tenant_id: tenantId } of tenants) {
+    for (;;) {
+      const scoped = orm.em.fork() as EntityManager;
+      scopeToTenant(scoped, tenantId);
+      const expired = { deleteTime: { $ne: null }, purgeTime: { $lte: now } };
+      const batch = await scoped.find(Agent, expired, { fields: ["id"], limit: BATCH });
+      if (batch.length === 0) break;
+      // The condition is repeated in the delete: an agent undeleted since
+      // the read is not purged.
+      purged += await scoped.nativeDelete(Agent, { id: { $in: batch.map((a) => a.id) }, ...expired });
+    }
+  }
+  return purged;
+}
+
+/** Runs `purgeExpiredAgents` every `intervalMs` until stopped. */
+export function startAgentPurgeJob(orm: MikroORM, intervalMs: number, logger: Logger): { stop(): void } {
+  const timer = setInterval(() => {
+    purgeExpiredAgents(orm).then(
+      (n) => n > 0 && logger.info("purged expired agents", { count: n }),
+      (error: unknown) => logger.error("agent purge failed", { error }),
+    );
+  }, intervalMs);
+  timer.unref();
+  return { stop: () => clearInterval(timer) };
+}
