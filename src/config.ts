@@ -1,7 +1,10 @@
 import { createHash } from "node:crypto";
+import { hostname } from "node:os";
 import type { DatabaseConfig } from "./db/orm.ts";
 import type { LogLevel } from "./log.ts";
+import { parsePrices, type PriceTable } from "./executions/prices.ts";
 import { DEVELOPMENT_SECRET, type TokenConfig } from "./auth/tokens.ts";
+import { parseKeyring, type Keyring } from "./credentials/keyring.ts";
 
 /** Everything the server reads from its environment. */
 export interface Config {
@@ -29,6 +32,22 @@ export interface Config {
   defaultDeadlineMs: number;
   /** How long in-flight calls may run after SIGTERM, in ms. */
   shutdownGraceMs: number;
+  /** Days a soft-deleted agent is kept before it is purged. */
+  agentRetentionDays: number;
+  /** How often expired soft-deleted agents are purged, in ms (0: never). */
+  purgeIntervalMs: number;
+  /** Key-encryption keys of credentials (CREDENTIAL_KEYS); undefined: a development key under DATA_DIR. */
+  credentialKeys: Keyring | undefined;
+  /** Timeout of an execution whose agent config sets no timeout_ms, in ms. */
+  executionTimeoutMs: number;
+  /** Model prices for execution cost (MODEL_PRICES). */
+  prices: PriceTable;
+  /** This process's name in the executions it runs (orphan recovery after a crash). */
+  instanceId: string;
+  /** An execution whose heartbeat is older than this is closed as FAILED, in ms. */
+  orphanAfterMs: number;
+  /** How often execution retention is applied, in ms (0: never). */
+  retentionIntervalMs: number;
   /** Log level. */
   logLevel: LogLevel;
   /** NODE_ENV=production. */
@@ -47,6 +66,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const pageTokenSecret = env.PAGE_TOKEN_SECRET
     ? new TextEncoder().encode(env.PAGE_TOKEN_SECRET)
     : createHash("sha256").update(`page-token:${secretText ?? env.JWT_JWKS_URL}`).digest();
+  if (production && !env.CREDENTIAL_KEYS) {
+    throw new Error("refusing to start in production without CREDENTIAL_KEYS (comma-separated id:base64key, newest last)");
+  }
   const certFile = env.TLS_CERT_FILE;
   const keyFile = env.TLS_KEY_FILE;
   if (Boolean(certFile) !== Boolean(keyFile)) {
@@ -78,6 +100,14 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxTimeoutMs: int(env, "MAX_TIMEOUT_MS", 5 * 60_000),
     defaultDeadlineMs: int(env, "DEFAULT_DEADLINE_MS", 30_000),
     shutdownGraceMs: int(env, "SHUTDOWN_GRACE_MS", 10_000),
+    agentRetentionDays: int(env, "AGENT_RETENTION_DAYS", 30),
+    purgeIntervalMs: int(env, "PURGE_INTERVAL_MS", 60 * 60_000),
+    credentialKeys: env.CREDENTIAL_KEYS ? parseKeyring(env.CREDENTIAL_KEYS) : undefined,
+    executionTimeoutMs: int(env, "EXECUTION_TIMEOUT_MS", 120_000),
+    prices: parsePrices(env.MODEL_PRICES),
+    instanceId: env.INSTANCE_ID || `${hostname()}:${int(env, "PORT", 8080)}`,
+    orphanAfterMs: int(env, "ORPHAN_AFTER_MS", 60_000),
+    retentionIntervalMs: int(env, "RETENTION_INTERVAL_MS", 60 * 60_000),
     logLevel: (env.LOG_LEVEL as LogLevel | undefined) ?? "info",
     production,
   };

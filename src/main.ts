@@ -1,5 +1,8 @@
+import { startAgentPurgeJob } from "./agents/purge-job.ts";
 import { loadConfig } from "./config.ts";
 import { migrateUp, openDatabase } from "./db/orm.ts";
+import { failOrphans, startOrphanSweep } from "./executions/orphans.ts";
+import { startRetentionJob } from "./executions/retention.ts";
 import { createLogger } from "./log.ts";
 import { createAppServer } from "./server.ts";
 
@@ -17,9 +20,18 @@ logger.info("database ready", {
   migrationsApplied: applied,
 });
 
+// Executions this instance was running when it last stopped can never finish.
+const orphans = await failOrphans(orm, { instanceId: config.instanceId, staleMs: config.orphanAfterMs });
+if (orphans > 0) logger.warn("closed executions left running by an earlier run of this server", { count: orphans });
+
 const server = createAppServer({ config, orm, logger });
 const port = await server.listen(config.port, config.host);
 server.health.setServing(true);
+const jobs = [
+  config.purgeIntervalMs > 0 ? startAgentPurgeJob(orm, config.purgeIntervalMs, logger) : undefined,
+  config.retentionIntervalMs > 0 ? startRetentionJob(orm, config.retentionIntervalMs, logger) : undefined,
+  startOrphanSweep(orm, config.orphanAfterMs, logger),
+];
 logger.info("listening", { host: config.host, port, tls: Boolean(config.tls) });
 
 let stopping = false;
@@ -28,6 +40,7 @@ async function stop(signal: string): Promise<void> {
   stopping = true;
   logger.info("shutting down", { signal });
   try {
+    for (const job of jobs) job?.stop();
     await server.shutdown();
     await orm.close();
     process.exit(0);

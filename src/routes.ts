@@ -10,6 +10,12 @@ import { ServerReflection as ReflectionV1alpha } from "../gen/grpc/reflection/v1
 import type { PageTokens } from "./common/page-token.ts";
 import type { HealthState } from "./platform/health.ts";
 import { registerReflection } from "./platform/reflection.ts";
+import { agentHandler } from "./agents/agent.handler.ts";
+import { credentialBindingHandler } from "./agents/credential-binding.handler.ts";
+import { templateHandler } from "./agents/template.handler.ts";
+import { credentialHandler } from "./credentials/credential.handler.ts";
+import type { Keyring } from "./credentials/keyring.ts";
+import { executionHandler, type ExecutionDeps } from "./executions/execution.handler.ts";
 import { toolHandler } from "./tools/tool.handler.ts";
 
 /** The platform's own services, in the order the README lists them. */
@@ -22,19 +28,24 @@ export const allServices: DescService[] = [...apiServices, Health, ReflectionV1,
 export interface RouteDeps {
   pageTokens: PageTokens;
   health: HealthState;
+  /** Days a soft-deleted agent is kept before it is purged. */
+  agentRetentionDays: number;
+  /** Key-encryption keys of credentials; the primary wraps new data keys. */
+  keyring: Keyring;
+  /** The runner and what starting executions needs. */
+  executions: Omit<ExecutionDeps, "pageTokens">;
 }
 
 /**
- * Registers every service. Services whose issue has not landed yet are
- * registered empty, so each of their RPCs answers UNIMPLEMENTED (and is
- * listed by reflection).
+ * Registers every service. RPCs not built yet are left out of their
+ * implementation, so they answer UNIMPLEMENTED (and are listed by reflection).
  */
 export function routes(deps: RouteDeps): (router: ConnectRouter) => void {
   return (router) => {
     router.service(ToolService, toolHandler(deps));
-    router.service(AgentService, {});
-    router.service(ExecutionService, {});
-    router.service(CredentialService, {});
+    router.service(AgentService, { ...agentHandler(deps), ...templateHandler(deps), ...credentialBindingHandler() });
+    router.service(ExecutionService, executionHandler({ ...deps.executions, pageTokens: deps.pageTokens }));
+    router.service(CredentialService, credentialHandler(deps));
     router.service(Health, deps.health.service);
     registerReflection(router, allServices);
   };

@@ -3,8 +3,12 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createAuthenticator } from "./auth/tokens.ts";
 import { createPageTokens } from "./common/page-token.ts";
 import type { Config } from "./config.ts";
+import { developmentKeyring } from "./credentials/keyring.ts";
 import { createCors } from "./http/cors.ts";
 import { createListener } from "./http/listener.ts";
+import { createCancelBus } from "./executions/cancel-bus.ts";
+import { credentialLookup } from "./executions/credential-lookup.ts";
+import { ExecutionRunner } from "./executions/runner.ts";
 import { authInterceptor } from "./interceptors/auth.ts";
 import { deadlineInterceptor } from "./interceptors/deadline.ts";
 import { drainInterceptor } from "./interceptors/drain.ts";
@@ -42,8 +46,31 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
   const abortInFlight = new AbortController();
   let draining = false;
 
+  const keyring = config.credentialKeys ?? developmentKeyring(config.database.dataDir, logger);
+  const runner = new ExecutionRunner({
+    logger,
+    instanceId: config.instanceId,
+    prices: config.prices,
+    heartbeatMs: Math.max(1000, Math.floor(config.orphanAfterMs / 4)),
+    eventFlushMs: 250,
+  });
+  const cancelBus = createCancelBus(config.database.url, runner, logger);
+
   const handler = connectNodeAdapter({
-    routes: routes({ pageTokens: createPageTokens(config.pageTokenSecret), health }),
+    routes: routes({
+      pageTokens: createPageTokens(config.pageTokenSecret),
+      health,
+      agentRetentionDays: config.agentRetentionDays,
+      keyring,
+      executions: {
+        runner,
+        cancelBus,
+        instanceId: config.instanceId,
+        defaultTimeoutMs: config.executionTimeoutMs,
+        defaultDeadlineMs: config.defaultDeadlineMs,
+        credentials: credentialLookup(keyring),
+      },
+    }),
     // Outermost first: every error is mapped; deadline and auth come before
     // validation, and validation before any database work.
     interceptors: [
@@ -72,8 +99,10 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
       draining = true;
       health.close();
       const grace = setTimeout(() => abortInFlight.abort(), config.shutdownGraceMs);
-      await listener.close(config.shutdownGraceMs + 1000);
+      // Runs get the same grace as calls; streams following them end with them.
+      await Promise.all([listener.close(config.shutdownGraceMs + 1000), runner.shutdown(config.shutdownGraceMs)]);
       clearTimeout(grace);
+      await cancelBus.close();
       logger.info("server stopped");
     },
   };

@@ -248,7 +248,7 @@ export declare type UpdateAgentRequest = Message<"agentplatform.v1.UpdateAgentRe
   /**
    * Fields to update: name, role, description, agent_type, state, tags,
    * capabilities, visibility, config, system_prompt, prompt_templates.
-   * Required.
+   * Required and not empty.
    *
    * @generated from field: google.protobuf.FieldMask update_mask = 3;
    */

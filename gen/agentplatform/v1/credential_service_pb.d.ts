@@ -416,6 +416,15 @@ export declare type RewrapCredentialsResponse = Message<"agentplatform.v1.Rewrap
    * @generated from field: string primary_key_id = 3;
    */
   primaryKeyId: string;
+
+  /**
+   * Credentials under a key-encryption key that is no longer configured.
+   * They cannot be decrypted or re-wrapped until that key is configured
+   * again; they are not counted in remaining.
+   *
+   * @generated from field: int32 under_retired_keys = 4;
+   */
+  underRetiredKeys: number;
 };
 
 /**

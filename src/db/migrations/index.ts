@@ -1,4 +1,8 @@
 import { Migration20261123000000Foundation } from "./Migration20261123000000Foundation.ts";
+import { Migration20261123010000Agents } from "./Migration20261123010000Agents.ts";
+import { Migration20261123020000Credentials } from "./Migration20261123020000Credentials.ts";
+import { Migration20261123030000Executions } from "./Migration20261123030000Executions.ts";
+import { Migration20261123040000Idempotency } from "./Migration20261123040000Idempotency.ts";
 
 /**
  * Every migration, in order. Listed explicitly (not discovered from the file
@@ -6,4 +10,8 @@ import { Migration20261123000000Foundation } from "./Migration20261123000000Foun
  */
 export const migrations = [
   { name: "Migration20261123000000Foundation", class: Migration20261123000000Foundation },
+  { name: "Migration20261123010000Agents", class: Migration20261123010000Agents },
+  { name: "Migration20261123020000Credentials", class: Migration20261123020000Credentials },
+  { name: "Migration20261123030000Executions", class: Migration20261123030000Executions },
+  { name: "Migration20261123040000Idempotency", class: Migration20261123040000Idempotency },
 ];
