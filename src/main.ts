@@ -1,8 +1,9 @@
-import { startAgentPurgeJob } from "./agents/purge-job.ts";
+import { purgeExpiredAgents } from "./agents/purge-job.ts";
 import { loadConfig } from "./config.ts";
 import { migrateUp, openDatabase } from "./db/orm.ts";
-import { failOrphans, startOrphanSweep } from "./executions/orphans.ts";
-import { startRetentionJob } from "./executions/retention.ts";
+import { failOrphans } from "./executions/orphans.ts";
+import { applyRetention } from "./executions/retention.ts";
+import { every } from "./jobs/periodic.ts";
 import { createLogger } from "./log.ts";
 import { createAppServer } from "./server.ts";
 
@@ -28,9 +29,14 @@ const server = createAppServer({ config, orm, logger });
 const port = await server.listen(config.port, config.host);
 server.health.setServing(true);
 const jobs = [
-  config.purgeIntervalMs > 0 ? startAgentPurgeJob(orm, config.purgeIntervalMs, logger) : undefined,
-  config.retentionIntervalMs > 0 ? startRetentionJob(orm, config.retentionIntervalMs, logger) : undefined,
-  startOrphanSweep(orm, config.orphanAfterMs, logger),
+  config.purgeIntervalMs > 0
+    ? every(config.purgeIntervalMs, "purge expired agents", () => purgeExpiredAgents(orm), logger)
+    : undefined,
+  config.retentionIntervalMs > 0
+    ? every(config.retentionIntervalMs, "execution retention", () => applyRetention(orm), logger)
+    : undefined,
+  // Runs of instances whose heartbeat stopped: they can never finish.
+  every(config.orphanAfterMs / 3, "close orphaned executions", () => failOrphans(orm, { staleMs: config.orphanAfterMs }), logger),
 ];
 logger.info("listening", { host: config.host, port, tls: Boolean(config.tls) });
 

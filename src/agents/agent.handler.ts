@@ -151,13 +151,11 @@ export function agentHandler(deps: AgentDeps): Partial<ServiceImpl<typeof AgentS
         orderBy,
         after: cursor ? [String(cursor[0]), String(cursor[1])] : undefined,
       });
-      const page = rows.slice(0, limit);
-      const last = page.at(-1);
-      const key = last && (orderBy === "name" ? last.name : last.createTime.toISOString());
-      return {
-        agents: (await repo.views(page)).map(toAgentMessage),
-        nextPageToken: rows.length > limit && last ? deps.pageTokens.encode(tenantOf(em), query, [key!, last.id]) : "",
-      };
+      const { page, nextPageToken } = deps.pageTokens.nextPage(tenantOf(em), query, rows, limit, (last) => [
+        orderBy === "name" ? last.name : last.createTime.toISOString(),
+        last.id,
+      ]);
+      return { agents: (await repo.views(page)).map(toAgentMessage), nextPageToken };
     },
 
     async updateAgent(req, ctx) {
@@ -264,12 +262,8 @@ export function agentHandler(deps: AgentDeps): Partial<ServiceImpl<typeof AgentS
       const query = { rpc: "ListAgentVersions", agentId: agent.id };
       const cursor = deps.pageTokens.decode(tenantOf(em), query, req.pageToken);
       const rows = await repo.versions(agent.id, limit + 1, cursor ? Number(cursor[0]) : undefined);
-      const page = rows.slice(0, limit);
-      const last = page.at(-1);
-      return {
-        versions: page.map(toAgentVersionMessage),
-        nextPageToken: rows.length > limit && last ? deps.pageTokens.encode(tenantOf(em), query, [last.version]) : "",
-      };
+      const { page, nextPageToken } = deps.pageTokens.nextPage(tenantOf(em), query, rows, limit, (last) => [last.version]);
+      return { versions: page.map(toAgentVersionMessage), nextPageToken };
     },
 
     async getAgentVersion(req, ctx) {

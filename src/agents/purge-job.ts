@@ -1,7 +1,6 @@
 import type { MikroORM } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
 import { scopeToTenant } from "../db/tenant.ts";
-import type { Logger } from "../log.ts";
 import { Agent } from "./agent.entity.ts";
 
 // Agents removed per tenant per round, so one run never holds long locks.
@@ -33,16 +32,4 @@ export async function purgeExpiredAgents(orm: MikroORM, now = new Date()): Promi
     }
   }
   return purged;
-}
-
-/** Runs `purgeExpiredAgents` every `intervalMs` until stopped. */
-export function startAgentPurgeJob(orm: MikroORM, intervalMs: number, logger: Logger): { stop(): void } {
-  const timer = setInterval(() => {
-    purgeExpiredAgents(orm).then(
-      (n) => n > 0 && logger.info("purged expired agents", { count: n }),
-      (error: unknown) => logger.error("agent purge failed", { error }),
-    );
-  }, intervalMs);
-  timer.unref();
-  return { stop: () => clearInterval(timer) };
 }

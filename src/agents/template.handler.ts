@@ -65,13 +65,8 @@ export function templateHandler(deps: { pageTokens: PageTokens }): Partial<Servi
         ...builtins.map((t) => ({ key: [0, t.id], message: toBuiltinTemplateMessage(t) })),
         ...own.map((t) => ({ key: [1, t.name], message: toTemplateMessage(t) })),
       ];
-      const page = rows.slice(0, limit);
-      const last = page.at(-1);
-      return {
-        templates: page.map((r) => r.message),
-        nextPageToken:
-          rows.length > limit && last ? deps.pageTokens.encode(tenantOf(em), query, last.key as [number, string]) : "",
-      };
+      const { page, nextPageToken } = deps.pageTokens.nextPage(tenantOf(em), query, rows, limit, (last) => last.key);
+      return { templates: page.map((r) => r.message), nextPageToken };
     },
 
     async deleteAgentTemplate(req, ctx) {

@@ -28,6 +28,17 @@ export interface PageTokens {
   encode(tenantId: string, query: unknown, cursor: Cursor): string;
   /** The cursor in `token`, or undefined for the first page. */
   decode(tenantId: string, query: unknown, token: string): Cursor | undefined;
+  /**
+   * Splits the `limit + 1` rows a list read into the page to return and the
+   * token of the next one (empty on the last page).
+   */
+  nextPage<T>(
+    tenantId: string,
+    query: unknown,
+    rows: T[],
+    limit: number,
+    cursorOf: (last: T) => Cursor,
+  ): { page: T[]; nextPageToken: string };
 }
 
 /** Page tokens signed with `secret`. */
@@ -35,7 +46,13 @@ export function createPageTokens(secret: Uint8Array): PageTokens {
   const mac = (tenantId: string, body: string) =>
     createHmac("sha256", secret).update(tenantId).update("\n").update(body).digest();
   const digest = (query: unknown) => createHash("sha256").update(JSON.stringify(query)).digest("base64url").slice(0, 16);
-  return {
+  const tokens: PageTokens = {
+    nextPage(tenantId, query, rows, limit, cursorOf) {
+      const page = rows.slice(0, limit);
+      const last = page.at(-1);
+      const more = rows.length > limit && last !== undefined;
+      return { page, nextPageToken: more ? tokens.encode(tenantId, query, cursorOf(last)) : "" };
+    },
     encode(tenantId, query, cursor) {
       const body = Buffer.from(JSON.stringify({ q: digest(query), c: cursor })).toString("base64url");
       return `${body}.${mac(tenantId, body).toString("base64url")}`;
@@ -58,6 +75,7 @@ export function createPageTokens(secret: Uint8Array): PageTokens {
       return parsed.c;
     },
   };
+  return tokens;
 }
 
 function invalid(why: string): InvalidArgumentError {

@@ -80,12 +80,8 @@ export function credentialHandler(deps: CredentialDeps): ServiceImpl<typeof Cred
       const cursor = deps.pageTokens.decode(tenantOf(em), query, req.pageToken);
       const now = new Date();
       const rows = await repoOf(em).list({ limit: limit + 1, afterName: cursor?.[0] as string | undefined, type, state: req.state, now });
-      const page = rows.slice(0, limit);
-      const last = page.at(-1);
-      return {
-        credentials: page.map((c) => toCredentialMessage(c, now)),
-        nextPageToken: rows.length > limit && last ? deps.pageTokens.encode(tenantOf(em), query, [last.name]) : "",
-      };
+      const { page, nextPageToken } = deps.pageTokens.nextPage(tenantOf(em), query, rows, limit, (last) => [last.name]);
+      return { credentials: page.map((c) => toCredentialMessage(c, now)), nextPageToken };
     },
 
     async updateCredential(req, ctx) {

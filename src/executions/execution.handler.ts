@@ -90,13 +90,11 @@ export function executionHandler(deps: ExecutionDeps): ServiceImpl<typeof Execut
         limit: limit + 1,
         after: cursor ? [String(cursor[0]), String(cursor[1])] : undefined,
       });
-      const page = rows.slice(0, limit);
-      const last = page.at(-1);
-      return {
-        executions: page.map((e) => toExecutionMessage(e, { admin: admin(ctx) })),
-        nextPageToken:
-          rows.length > limit && last ? deps.pageTokens.encode(tenantOf(em), query, [last.createTime.toISOString(), last.id]) : "",
-      };
+      const { page, nextPageToken } = deps.pageTokens.nextPage(tenantOf(em), query, rows, limit, (last) => [
+        last.createTime.toISOString(),
+        last.id,
+      ]);
+      return { executions: page.map((e) => toExecutionMessage(e, { admin: admin(ctx) })), nextPageToken };
     },
 
     async cancelExecution(req, ctx) {

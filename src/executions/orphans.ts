@@ -1,7 +1,6 @@
 import type { MikroORM } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
 import { scopeToTenant } from "../db/tenant.ts";
-import type { Logger } from "../log.ts";
 import { UNFINISHED } from "./codecs.ts";
 import { Execution } from "./execution.entity.ts";
 
@@ -44,16 +43,4 @@ export async function failOrphans(
     );
   }
   return closed;
-}
-
-/** Sweeps for runs of instances whose heartbeat stopped `staleMs` ago. */
-export function startOrphanSweep(orm: MikroORM, staleMs: number, logger: Logger): { stop(): void } {
-  const timer = setInterval(() => {
-    failOrphans(orm, { staleMs }).then(
-      (n) => n > 0 && logger.warn("closed executions orphaned by a stopped server", { count: n }),
-      (error: unknown) => logger.error("orphan sweep failed", { error }),
-    );
-  }, staleMs / 3);
-  timer.unref();
-  return { stop: () => clearInterval(timer) };
 }

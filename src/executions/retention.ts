@@ -1,7 +1,6 @@
 import type { MikroORM } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
 import { scopeToTenant } from "../db/tenant.ts";
-import type { Logger } from "../log.ts";
 import { Execution } from "./execution.entity.ts";
 import { ExecutionRepository } from "./execution.repository.ts";
 import { ExecutionPurge, ExecutionRetention } from "./retention.entity.ts";
@@ -73,16 +72,4 @@ export async function applyRetention(orm: MikroORM, now = new Date()): Promise<n
     purged += (await purgeExecutions(em, olderThan, "retention")).count;
   }
   return purged;
-}
-
-/** Runs `applyRetention` every `intervalMs` until stopped. */
-export function startRetentionJob(orm: MikroORM, intervalMs: number, logger: Logger): { stop(): void } {
-  const timer = setInterval(() => {
-    applyRetention(orm).then(
-      (n) => n > 0 && logger.info("purged executions past retention", { count: n }),
-      (error: unknown) => logger.error("execution retention failed", { error }),
-    );
-  }, intervalMs);
-  timer.unref();
-  return { stop: () => clearInterval(timer) };
 }

@@ -48,12 +48,8 @@ export function toolHandler(deps: { pageTokens: PageTokens }): ServiceImpl<typeo
         afterName: cursor?.[0] as string | undefined,
         namePrefix: req.namePrefix,
       });
-      const page = rows.slice(0, limit);
-      const last = page.at(-1);
-      return {
-        tools: page.map(toToolMessage),
-        nextPageToken: rows.length > limit && last ? deps.pageTokens.encode(tenantOf(em), query, [last.name]) : "",
-      };
+      const { page, nextPageToken } = deps.pageTokens.nextPage(tenantOf(em), query, rows, limit, (last) => [last.name]);
+      return { tools: page.map(toToolMessage), nextPageToken };
     },
 
     async updateTool(req, ctx) {
