@@ -21,6 +21,7 @@ import { mintToken } from "../src/auth/tokens.ts";
 import { createPageTokens } from "../src/common/page-token.ts";
 import { loadConfig } from "../src/config.ts";
 import { migrateUp, openDatabase } from "../src/db/orm.ts";
+import { scopeToTenant } from "../src/db/tenant.ts";
 import { createLogger } from "../src/log.ts";
 import { createAppServer } from "../src/server.ts";
 
@@ -44,7 +45,8 @@ const PAGE = 200;
 const DEEP_PAGES = 200;
 const SECRET = "bench-secret-0123456789abcdef0123456789";
 
-const config = loadConfig({ JWT_SECRET: SECRET, HOST: "127.0.0.1", PORT: "0", DB_POOL_MAX: "10" });
+// RATE_LIMIT_PER_SECOND=0: no tenant rate limit; this measures history at scale.
+const config = loadConfig({ JWT_SECRET: SECRET, HOST: "127.0.0.1", PORT: "0", DB_POOL_MAX: "10", RATE_LIMIT_PER_SECOND: "0" });
 const orm = await openDatabase({ url, dataDir: "", poolMax: 10 });
 await migrateUp(orm);
 const server = createAppServer({ config, orm, logger: createLogger("error") });
@@ -73,7 +75,12 @@ async function createAgents(agents: Client<typeof AgentService>, n: number): Pro
   return ids;
 }
 
-const connection = () => (orm.em.fork() as EntityManager).getConnection();
+/** Raw SQL within `tenant`, as the service's role: row-level security admits that tenant's rows only. */
+function asTenant(tenant: string): EntityManager {
+  const em = orm.em.fork() as EntityManager;
+  scopeToTenant(em, tenant);
+  return em;
+}
 
 /**
  * Inserts `rows` executions of `tenant` in statements of 100 000, row i
@@ -87,7 +94,7 @@ async function bulkInsert(tenant: string, agentIds: string[], rows: number, newe
   for (let from = 0; from < rows; from += chunk) {
     const to = Math.min(rows, from + chunk) - 1;
     const t0 = performance.now();
-    await connection().execute(
+    await asTenant(tenant).execute(
       `insert into executions (
          id, tenant_id, agent_id, agent_version, parent_execution_id, session_id, status, prompt, input, model, response,
          input_tokens, output_tokens, cost_micros, latency_ms, time_to_first_output_ms, error_code, error_message, error_detail,
@@ -140,9 +147,12 @@ await bulkInsert(tenants.big, bigAgents, ROWS, newest);
 await bulkInsert(tenants.other, otherAgents, OTHER_ROWS, newest);
 const insertSeconds = (performance.now() - t0) / 1000;
 t0 = performance.now();
-await connection().execute("analyze executions");
+// ANALYZE is the owner's (BENCH_DATABASE_URL's user) to run.
+const owner = await openDatabase({ url, dataDir: "", poolMax: 1, rowLevelSecurity: false });
+await (owner.em.fork() as EntityManager).execute("analyze executions");
+await owner.close();
 console.log(`inserted ${ROWS + OTHER_ROWS} rows in ${insertSeconds.toFixed(1)} s (${Math.round((ROWS + OTHER_ROWS) / insertSeconds)} rows/s); analyze ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-const [size] = await connection().execute<{ table: string; indexes: string }[]>(
+const [size] = await (orm.em.fork() as EntityManager).execute<{ table: string; indexes: string }[]>(
   "select pg_size_pretty(pg_table_size('executions')) as table, pg_size_pretty(pg_indexes_size('executions')) as indexes",
 );
 console.log(`executions table ${size?.table}, indexes ${size?.indexes}`);
@@ -190,7 +200,7 @@ await measure(`next page via token (~row ${ROWS - 400})`, REPEAT, () =>
 const tokens = createPageTokens(config.pageTokenSecret);
 const unfiltered = { rpc: "ListExecutions", agentId: "", statuses: [], sessionId: "", model: "" };
 async function cursorAt(row: number): Promise<{ createTime: string; id: string }> {
-  const [r] = await connection().execute<{ create_time: Date; id: string }[]>(
+  const [r] = await asTenant(tenants.big).execute<{ create_time: Date; id: string }[]>(
     "select create_time, id from executions where tenant_id = ? order by create_time desc, id desc offset ? limit 1",
     [tenants.big, row - 1],
   );
@@ -204,8 +214,8 @@ for (const row of [Math.floor(ROWS / 2), Math.floor(ROWS * 0.9), ROWS - 400]) {
   await measure(`page after a cursor at row ${row}, no filter`, REPEAT, () =>
     list.listExecutions({ pageSize: PAGE, pageToken }),
   );
-  // The plan of the statement the repository issues for that page.
-  const plan = await connection().execute<{ "QUERY PLAN": string }[]>(
+  // The plan of the statement the repository issues for that page (with the tenant policy's condition).
+  const plan = await asTenant(tenants.big).execute<{ "QUERY PLAN": string }[]>(
     `explain (analyze, format text) select e0.* from executions as e0
       where e0.tenant_id = ? and (e0.create_time < ? or (e0.create_time = ? and e0.id < ?))
       order by e0.create_time desc, e0.id desc limit ${PAGE + 1}`,
@@ -237,8 +247,8 @@ await server.shutdown();
 if (!KEEP) {
   t0 = performance.now();
   for (const tenant of Object.values(tenants)) {
-    await connection().execute("delete from executions where tenant_id = ?", [tenant]);
-    await connection().execute("delete from agents where tenant_id = ?", [tenant]);
+    await asTenant(tenant).execute("delete from executions where tenant_id = ?", [tenant]);
+    await asTenant(tenant).execute("delete from agents where tenant_id = ?", [tenant]);
   }
   console.log(`\ndeleted the benchmark's rows in ${((performance.now() - t0) / 1000).toFixed(1)} s (BENCH_KEEP_DATA=1 keeps them)`);
 }

@@ -2,6 +2,8 @@
 // server on loopback, over gRPC (HTTP/2). Bounded in count and time.
 //   npm run bench                      # embedded PGlite (in memory)
 //   BENCH_DATABASE_URL=postgres://… npm run bench
+//   BENCH_RLS=off …                    # the ORM filter alone: connects as the owner (which must be a
+//                                      # superuser or BYPASSRLS) and sets no tenant per transaction
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { AgentType } from "../gen/agentplatform/v1/agent_pb.js";
@@ -17,8 +19,10 @@ const SECRET = "bench-secret-0123456789abcdef0123456789";
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 16);
 const REQUESTS = Number(process.env.BENCH_REQUESTS ?? 2000);
 
-const config = loadConfig({ JWT_SECRET: SECRET, HOST: "127.0.0.1", PORT: "0", DB_POOL_MAX: "10" });
-const orm = await openDatabase({ url: process.env.BENCH_DATABASE_URL, dataDir: "memory://", poolMax: 10 });
+// RATE_LIMIT_PER_SECOND=0: no tenant rate limit; this measures the RPCs themselves (bench/fairness.ts measures the limit).
+const config = loadConfig({ JWT_SECRET: SECRET, HOST: "127.0.0.1", PORT: "0", DB_POOL_MAX: "10", RATE_LIMIT_PER_SECOND: "0" });
+const rowLevelSecurity = process.env.BENCH_RLS !== "off";
+const orm = await openDatabase({ url: process.env.BENCH_DATABASE_URL, dataDir: "memory://", poolMax: 10, rowLevelSecurity });
 await migrateUp(orm);
 const server = createAppServer({ config, orm, logger: createLogger("error") });
 const port = await server.listen(0, "127.0.0.1");
@@ -60,7 +64,9 @@ async function measure(name: string, call: (i: number) => Promise<unknown>): Pro
   );
 }
 
-console.log(`driver=${process.env.BENCH_DATABASE_URL ? "postgresql" : "pglite"} requests=${REQUESTS} concurrency=${CONCURRENCY}`);
+console.log(
+  `driver=${process.env.BENCH_DATABASE_URL ? "postgresql" : "pglite"} rls=${rowLevelSecurity ? "on" : "off"} requests=${REQUESTS} concurrency=${CONCURRENCY}`,
+);
 const ids: string[] = [];
 await measure("CreateTool", async (i) => {
   const { tool } = await tools.createTool({ tool: { name: `tool-${i}`, description: "bench" } });

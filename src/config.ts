@@ -5,6 +5,7 @@ import type { LogLevel } from "./log.ts";
 import { parsePrices, type PriceTable } from "./executions/prices.ts";
 import { DEVELOPMENT_SECRET, type TokenConfig } from "./auth/tokens.ts";
 import { parseKeyring, type Keyring } from "./credentials/keyring.ts";
+import type { Limits } from "./tenants/limits.ts";
 
 /** Everything the server reads from its environment. */
 export interface Config {
@@ -32,6 +33,10 @@ export interface Config {
   defaultDeadlineMs: number;
   /** How long in-flight calls may run after SIGTERM, in ms. */
   shutdownGraceMs: number;
+  /** How often the database probe runs `select 1` to drive health, in ms (0: never; PostgreSQL only). */
+  databaseProbeIntervalMs: number;
+  /** A database probe not answered within this is a failure, in ms. */
+  databaseProbeTimeoutMs: number;
   /** Days a soft-deleted agent is kept before it is purged. */
   agentRetentionDays: number;
   /** How often expired soft-deleted agents are purged, in ms (0: never). */
@@ -48,6 +53,12 @@ export interface Config {
   orphanAfterMs: number;
   /** How often execution retention is applied, in ms (0: never). */
   retentionIntervalMs: number;
+  /** Default per-tenant rate limit and quotas (RATE_LIMIT_*, QUOTA_MAX_*); tenants may have overrides. */
+  tenantLimits: Limits;
+  /** Redis holding the shared rate-limit buckets (REDIS_URL); undefined: the database holds them. */
+  redisUrl: string | undefined;
+  /** How long a process keeps a tenant's limits before reading them again, in ms. */
+  tenantSettingsCacheMs: number;
   /** Log level. */
   logLevel: LogLevel;
   /** NODE_ENV=production. */
@@ -79,8 +90,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     host: env.HOST ?? "0.0.0.0",
     database: {
       url: env.DATABASE_URL || undefined,
+      appUrl: env.APP_DATABASE_URL || undefined,
       dataDir: env.DATA_DIR ?? "./data",
       poolMax: int(env, "DB_POOL_MAX", 10),
+      acquireTimeoutMs: int(env, "DB_ACQUIRE_TIMEOUT_MS", 5_000),
       debug: env.DB_DEBUG === "1",
     },
     tokens: {
@@ -100,6 +113,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     maxTimeoutMs: int(env, "MAX_TIMEOUT_MS", 5 * 60_000),
     defaultDeadlineMs: int(env, "DEFAULT_DEADLINE_MS", 30_000),
     shutdownGraceMs: int(env, "SHUTDOWN_GRACE_MS", 10_000),
+    databaseProbeIntervalMs: int(env, "DB_PROBE_INTERVAL_MS", 5_000),
+    databaseProbeTimeoutMs: Math.max(1, int(env, "DB_PROBE_TIMEOUT_MS", 2_000)),
     agentRetentionDays: int(env, "AGENT_RETENTION_DAYS", 30),
     purgeIntervalMs: int(env, "PURGE_INTERVAL_MS", 60 * 60_000),
     credentialKeys: env.CREDENTIAL_KEYS ? parseKeyring(env.CREDENTIAL_KEYS) : undefined,
@@ -108,6 +123,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     instanceId: env.INSTANCE_ID || `${hostname()}:${int(env, "PORT", 8080)}`,
     orphanAfterMs: int(env, "ORPHAN_AFTER_MS", 60_000),
     retentionIntervalMs: int(env, "RETENTION_INTERVAL_MS", 60 * 60_000),
+    tenantLimits: {
+      ratePerSecond: int(env, "RATE_LIMIT_PER_SECOND", 100),
+      rateBurst: Math.max(1, int(env, "RATE_LIMIT_BURST", 200)),
+      maxAgents: int(env, "QUOTA_MAX_AGENTS", 10_000),
+      maxTools: int(env, "QUOTA_MAX_TOOLS", 10_000),
+      maxCredentials: int(env, "QUOTA_MAX_CREDENTIALS", 10_000),
+      maxConcurrentExecutions: int(env, "QUOTA_MAX_CONCURRENT_EXECUTIONS", 1_000),
+    },
+    redisUrl: env.REDIS_URL || undefined,
+    tenantSettingsCacheMs: int(env, "TENANT_SETTINGS_CACHE_MS", 1_000),
     logLevel: (env.LOG_LEVEL as LogLevel | undefined) ?? "info",
     production,
   };

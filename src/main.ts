@@ -1,6 +1,7 @@
 import { purgeExpiredAgents } from "./agents/purge-job.ts";
 import { loadConfig } from "./config.ts";
 import { migrateUp, openDatabase } from "./db/orm.ts";
+import { assertRuntimeRole } from "./db/rls.ts";
 import { failOrphans } from "./executions/orphans.ts";
 import { applyRetention } from "./executions/retention.ts";
 import { every } from "./jobs/periodic.ts";
@@ -15,6 +16,8 @@ if (config.developmentSecret) {
 
 const orm = await openDatabase({ ...config.database, log: (message) => logger.debug(message, { component: "orm" }) });
 const applied = await migrateUp(orm);
+// The service's own connection must be one row-level security holds.
+await assertRuntimeRole(orm);
 logger.info("database ready", {
   driver: config.database.url ? "postgresql" : "pglite",
   dataDir: config.database.url ? undefined : config.database.dataDir,

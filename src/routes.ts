@@ -3,6 +3,7 @@ import type { ConnectRouter } from "@connectrpc/connect";
 import { AgentService } from "../gen/agentplatform/v1/agent_service_pb.js";
 import { CredentialService } from "../gen/agentplatform/v1/credential_service_pb.js";
 import { ExecutionService } from "../gen/agentplatform/v1/execution_service_pb.js";
+import { TenantService } from "../gen/agentplatform/v1/tenant_service_pb.js";
 import { ToolService } from "../gen/agentplatform/v1/tool_service_pb.js";
 import { Health } from "../gen/grpc/health/v1/health_pb.js";
 import { ServerReflection as ReflectionV1 } from "../gen/grpc/reflection/v1/reflection_pb.js";
@@ -16,10 +17,14 @@ import { templateHandler } from "./agents/template.handler.ts";
 import { credentialHandler } from "./credentials/credential.handler.ts";
 import type { Keyring } from "./credentials/keyring.ts";
 import { executionHandler, type ExecutionDeps } from "./executions/execution.handler.ts";
+import type { Limits } from "./tenants/limits.ts";
+import type { Quotas } from "./tenants/quotas.ts";
+import type { RateLimiter } from "./tenants/rate-limiter.ts";
+import { tenantHandler } from "./tenants/tenant.handler.ts";
 import { toolHandler } from "./tools/tool.handler.ts";
 
 /** The platform's own services, in the order the README lists them. */
-export const apiServices: DescService[] = [AgentService, ToolService, ExecutionService, CredentialService];
+export const apiServices: DescService[] = [AgentService, ToolService, ExecutionService, CredentialService, TenantService];
 
 /** Every service the server answers, including health and reflection. */
 export const allServices: DescService[] = [...apiServices, Health, ReflectionV1, ReflectionV1alpha];
@@ -34,6 +39,12 @@ export interface RouteDeps {
   keyring: Keyring;
   /** The runner and what starting executions needs. */
   executions: Omit<ExecutionDeps, "pageTokens">;
+  /** The tenants' quotas, checked by the creates they bound. */
+  quotas: Quotas;
+  /** The configured default limits of every tenant. */
+  tenantLimits: Limits;
+  /** The request rate limiter, told when an operator changes a tenant's limits. */
+  limiter: RateLimiter;
 }
 
 /**
@@ -46,6 +57,7 @@ export function routes(deps: RouteDeps): (router: ConnectRouter) => void {
     router.service(AgentService, { ...agentHandler(deps), ...templateHandler(deps), ...credentialBindingHandler() });
     router.service(ExecutionService, executionHandler({ ...deps.executions, pageTokens: deps.pageTokens }));
     router.service(CredentialService, credentialHandler(deps));
+    router.service(TenantService, tenantHandler(deps));
     router.service(Health, deps.health.service);
     registerReflection(router, allServices);
   };

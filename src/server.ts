@@ -1,4 +1,5 @@
 import type { MikroORM } from "@mikro-orm/core";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createAuthenticator } from "./auth/tokens.ts";
 import { createPageTokens } from "./common/page-token.ts";
@@ -6,6 +7,7 @@ import type { Config } from "./config.ts";
 import { developmentKeyring } from "./credentials/keyring.ts";
 import { createCors } from "./http/cors.ts";
 import { createListener } from "./http/listener.ts";
+import { appDatabaseUrl } from "./db/orm.ts";
 import { createCancelBus } from "./executions/cancel-bus.ts";
 import { credentialLookup } from "./executions/credential-lookup.ts";
 import { ExecutionRunner } from "./executions/runner.ts";
@@ -13,9 +15,15 @@ import { authInterceptor } from "./interceptors/auth.ts";
 import { deadlineInterceptor } from "./interceptors/deadline.ts";
 import { drainInterceptor } from "./interceptors/drain.ts";
 import { entityManagerInterceptor } from "./interceptors/entity-manager.ts";
-import { errorInterceptor } from "./interceptors/errors.ts";
+import { clientDecodeErrors, errorInterceptor } from "./interceptors/errors.ts";
 import { validationInterceptor } from "./interceptors/validation.ts";
+import { postgresBuckets } from "./tenants/postgres-buckets.ts";
+import { createQuotas } from "./tenants/quotas.ts";
+import { rateLimitInterceptor } from "./tenants/rate-limit-interceptor.ts";
+import { RateLimiter } from "./tenants/rate-limiter.ts";
+import { redisBuckets } from "./tenants/redis-buckets.ts";
 import type { Logger } from "./log.ts";
+import { createDatabaseProbe } from "./platform/database-probe.ts";
 import { createHealth, type HealthState } from "./platform/health.ts";
 import { allServices, routes } from "./routes.ts";
 
@@ -54,7 +62,18 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
     heartbeatMs: Math.max(1000, Math.floor(config.orphanAfterMs / 4)),
     eventFlushMs: 250,
   });
-  const cancelBus = createCancelBus(config.database.url, runner, logger);
+  // Listens as the service's own database role, like every other connection.
+  const cancelBus = createCancelBus(appDatabaseUrl(config.database), runner, logger);
+
+  // Token buckets shared by every instance: Redis when configured, else the database.
+  const limiter = new RateLimiter({
+    store: config.redisUrl ? redisBuckets(config.redisUrl) : postgresBuckets(orm),
+    orm,
+    defaults: config.tenantLimits,
+    cacheMs: config.tenantSettingsCacheMs,
+    logger,
+  });
+  const quotas = createQuotas(config.tenantLimits);
 
   const handler = connectNodeAdapter({
     routes: routes({
@@ -69,15 +88,21 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
         defaultTimeoutMs: config.executionTimeoutMs,
         defaultDeadlineMs: config.defaultDeadlineMs,
         credentials: credentialLookup(keyring),
+        quotas,
       },
+      quotas,
+      tenantLimits: config.tenantLimits,
+      limiter,
     }),
     // Outermost first: every error is mapped; deadline and auth come before
-    // validation, and validation before any database work.
+    // validation, and validation before any database work; the tenant's rate
+    // limit right after auth, so a refused call costs almost nothing.
     interceptors: [
       errorInterceptor(logger),
       drainInterceptor(() => draining),
       deadlineInterceptor(config.defaultDeadlineMs),
       authInterceptor(createAuthenticator(config.tokens)),
+      rateLimitInterceptor(limiter),
       validationInterceptor(),
       entityManagerInterceptor(orm),
     ],
@@ -85,7 +110,19 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
     writeMaxBytes: config.maxMessageBytes,
     maxTimeoutMs: config.maxTimeoutMs,
     shutdownSignal: abortInFlight.signal,
+    requestGate: clientDecodeErrors,
   });
+  // Health follows the database: NOT_SERVING while it does not answer. The
+  // embedded PGlite lives in this process; there is nothing to probe.
+  const probe = config.database.url
+    ? createDatabaseProbe({
+        orm,
+        intervalMs: config.databaseProbeIntervalMs,
+        timeoutMs: config.databaseProbeTimeoutMs,
+        onChange: (reachable) => health.setDatabaseReachable(reachable),
+        logger,
+      })
+    : undefined;
   const cors = createCors(config.corsOrigins);
   const listener = createListener((req, res) => {
     if (!cors(req, res)) handler(req, res);
@@ -93,16 +130,25 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
 
   return {
     health,
-    listen: (port, host) => listener.listen(port, host),
+    async listen(port, host) {
+      const bound = await listener.listen(port, host);
+      probe?.start();
+      return bound;
+    },
     async shutdown() {
       health.setServing(false);
       draining = true;
       health.close();
-      const grace = setTimeout(() => abortInFlight.abort(), config.shutdownGraceMs);
+      const grace = setTimeout(
+        () => abortInFlight.abort(new ConnectError("the server shut down before the call finished; retry", Code.Unavailable)),
+        config.shutdownGraceMs,
+      );
       // Runs get the same grace as calls; streams following them end with them.
       await Promise.all([listener.close(config.shutdownGraceMs + 1000), runner.shutdown(config.shutdownGraceMs)]);
       clearTimeout(grace);
       await cancelBus.close();
+      await limiter.close();
+      await probe?.stop();
       logger.info("server stopped");
     },
   };

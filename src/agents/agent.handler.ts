@@ -15,6 +15,7 @@ import { pageSizeOf, type PageTokens } from "../common/page-token.ts";
 import { tenantOf } from "../db/tenant.ts";
 import { idempotentCreate } from "../idempotency/idempotency.ts";
 import { emOf } from "../interceptors/entity-manager.ts";
+import type { Quotas } from "../tenants/quotas.ts";
 import { AgentTemplateRepository } from "./agent-template.repository.ts";
 import { checkTransition } from "./agent-state.ts";
 import { linkCredentials, requireCredentials } from "./credential-binding.ts";
@@ -28,6 +29,8 @@ export interface AgentDeps {
   pageTokens: PageTokens;
   /** Days a soft-deleted agent is kept before it is purged. */
   agentRetentionDays: number;
+  /** Live agents are bounded per tenant: creates and undeletes check it. */
+  quotas: Quotas;
 }
 
 const UPDATABLE = [
@@ -96,6 +99,7 @@ export function agentHandler(deps: AgentDeps): Partial<ServiceImpl<typeof AgentS
           ...promptTemplateViolations(input.promptTemplates),
         ];
         if (violations.length > 0) throw new InvalidArgumentError(violations);
+        await deps.quotas.reserve(tx, "agents");
         await requireCredentials(tx, input.credentialIds);
         const base = template?.template;
         const agent = await repo.create(
@@ -209,13 +213,14 @@ export function agentHandler(deps: AgentDeps): Partial<ServiceImpl<typeof AgentS
     },
 
     async undeleteAgent(req, ctx) {
-      return inTransaction(ctx, async (repo) => {
+      return inTransaction(ctx, async (repo, tx) => {
         const agent = await repo.get(req.agentId);
         if (!agent.deleteTime) {
           throw new FailedPreconditionError("the agent is not deleted", "AGENT_NOT_DELETED", [
             { type: "AGENT_NOT_DELETED", subject: `agents/${agent.id}`, description: "only a deleted agent can be undeleted" },
           ]);
         }
+        await deps.quotas.reserve(tx, "agents");
         await repo.undelete(agent);
         return { agent: toAgentMessage(await repo.view(agent)) };
       }, true);

@@ -9,15 +9,15 @@ const BATCH = 100;
 /**
  * Purges soft-deleted agents whose purge_time has passed. This is a system
  * job, not a request: it asks the database which tenants have expired agents
- * (tenant ids read from the rows themselves, never from input), then purges
- * each tenant's through an EntityManager scoped to that tenant, like any
- * handler would. Returns how many agents were purged.
+ * (tenant ids read from the rows themselves, never from input, through a
+ * SECURITY DEFINER function that returns nothing else: row-level security
+ * hides every row from a connection without a tenant), then purges each
+ * tenant's through an EntityManager scoped to that tenant, like any handler
+ * would. Returns how many agents were purged.
  */
 export async function purgeExpiredAgents(orm: MikroORM, now = new Date()): Promise<number> {
   const em = orm.em.fork() as EntityManager;
-  const tenants = await em
-    .getConnection()
-    .execute<{ tenant_id: string }[]>("select distinct tenant_id from agents where purge_time <= ?", [now]);
+  const tenants = await em.execute<{ tenant_id: string }[]>("select tenant_id from tenants_with_expired_agents(?)", [now]);
   let purged = 0;
   for (const { tenant_id: tenantId } of tenants) {
     for (;;) {

@@ -1,8 +1,11 @@
 import type { DescService } from "@bufbuild/protobuf";
-import type { Role } from "./principal.ts";
+import type { OPERATOR_ROLE, Role } from "./principal.ts";
 
-/** What a method needs: a role within the tenant, or nothing at all. */
-export type Requirement = Role | "public";
+/**
+ * What a method needs: a role within the tenant, the platform operator role
+ * (outside any tenant), or nothing at all.
+ */
+export type Requirement = Role | typeof OPERATOR_ROLE | "public";
 
 /**
  * The one table of who may call what, keyed "package.Service/Method".
@@ -60,7 +63,28 @@ const policy: Record<string, Requirement> = {
   "agentplatform.v1.CredentialService/RevokeCredential": "admin",
   "agentplatform.v1.CredentialService/DeleteCredential": "admin",
   "agentplatform.v1.CredentialService/RewrapCredentials": "admin",
+
+  // Operators may call these too (see operatorMethods below).
+  "agentplatform.v1.TenantService/GetTenantSettings": "viewer",
+  "agentplatform.v1.TenantService/UpdateTenantLimits": "operator",
+  "agentplatform.v1.TenantService/SetFeatureToggle": "operator",
 };
+
+/**
+ * The methods a platform operator may call: they take the tenant they act on
+ * in the request's `tenant_id` field, which the auth interceptor reads. Every
+ * other method is out of an operator's reach.
+ */
+const operatorMethods = new Set([
+  "agentplatform.v1.TenantService/GetTenantSettings",
+  "agentplatform.v1.TenantService/UpdateTenantLimits",
+  "agentplatform.v1.TenantService/SetFeatureToggle",
+]);
+
+/** Whether a platform operator may call the method, naming the tenant in `tenant_id`. */
+export function operatorMayCall(service: DescService, methodName: string): boolean {
+  return operatorMethods.has(`${service.typeName}/${methodName}`);
+}
 
 /** The requirement of a method, or undefined when the table does not list it. */
 export function requirementOf(service: DescService, methodName: string): Requirement | undefined {

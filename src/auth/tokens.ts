@@ -1,6 +1,6 @@
 import { createRemoteJWKSet, errors as joseErrors, jwtVerify, SignJWT, type JWTPayload, type JWTVerifyGetKey } from "jose";
-import { PermissionDeniedError, UnauthenticatedError } from "../common/errors.ts";
-import { ROLES, type Principal, type Role } from "./principal.ts";
+import { InvalidArgumentError, PermissionDeniedError, UnauthenticatedError } from "../common/errors.ts";
+import { OPERATOR_ROLE, ROLES, type Principal, type Role } from "./principal.ts";
 
 /** How tokens are verified. */
 export interface TokenConfig {
@@ -19,16 +19,26 @@ export const DEVELOPMENT_SECRET = "agent-platform-development-secret-do-not-use-
 
 const TENANT_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const CLOCK_TOLERANCE_SECONDS = 30;
+// Verified tokens are remembered this long at most (never past their exp)…
+const VERIFIED_TTL_MS = 60_000;
+// …and this many at most, the oldest forgotten first.
+const MAX_VERIFIED = 10_000;
 
-/** Checks a bearer token and picks the tenant; throws UNAUTHENTICATED or PERMISSION_DENIED. */
-export type Authenticate = (token: string, tenantHeader: string | null) => Promise<Principal>;
+/**
+ * Checks a bearer token and picks the tenant; throws UNAUTHENTICATED or
+ * PERMISSION_DENIED. `requestTenant` is the `tenant_id` field of a request to
+ * a method operators may call (undefined for every other method): a token
+ * with the operator role acts on that tenant; for a tenant member it picks
+ * the tenant as x-tenant-id does, and must be granted it.
+ */
+export type Authenticate = (token: string, tenantHeader: string | null, requestTenant?: string) => Promise<Principal>;
 
 /** Builds the verifier; algorithms are pinned to what the key kind allows. */
 export function createAuthenticator(config: TokenConfig): Authenticate {
   const verify = verifierFor(config);
-  return async (token, tenantHeader) => {
+  return async (token, tenantHeader, requestTenant) => {
     const payload = await verify(token);
-    return principalFrom(payload, tenantHeader);
+    return principalFrom(payload, tenantHeader, requestTenant);
   };
 }
 
@@ -50,13 +60,27 @@ function verifierFor(config: TokenConfig): (token: string) => Promise<JWTPayload
   } else {
     throw new Error("token verification needs a secret or a JWKS URL");
   }
+  // A client sends the same token with every call: the byte-identical token
+  // (signature included) verified a moment ago skips the signature check,
+  // which makes every call cheaper, and a refused call (rate limit) about as
+  // cheap as it can be. An entry ends at the token's exp (the clock tolerance
+  // is left to a full verification) or after VERIFIED_TTL_MS.
+  const verified = new Map<string, { payload: JWTPayload; until: number }>();
   return async (token) => {
+    const hit = verified.get(token);
+    if (hit && hit.until > Date.now()) return hit.payload;
+    let payload: JWTPayload;
     try {
-      const { payload } = await jwtVerify(token, key as Uint8Array, { ...common, algorithms });
-      return payload;
+      ({ payload } = await jwtVerify(token, key as Uint8Array, { ...common, algorithms }));
     } catch (cause) {
+      verified.delete(token);
       throw new UnauthenticatedError(describeJoseError(cause));
     }
+    const until = Math.min(Date.now() + VERIFIED_TTL_MS, (payload.exp ?? 0) * 1000);
+    verified.delete(token);
+    if (verified.size >= MAX_VERIFIED) verified.delete(verified.keys().next().value!);
+    verified.set(token, { payload, until });
+    return payload;
   };
 }
 
@@ -70,10 +94,32 @@ function describeJoseError(cause: unknown): string {
   return "token is invalid";
 }
 
-function principalFrom(payload: JWTPayload, tenantHeader: string | null): Principal {
+function principalFrom(payload: JWTPayload, tenantHeader: string | null, requestTenant?: string): Principal {
   const subject = payload.sub;
   if (typeof subject !== "string" || subject === "") {
     throw new UnauthenticatedError("token has no subject");
+  }
+  const operator = Array.isArray(payload.roles) && payload.roles.includes(OPERATOR_ROLE);
+  if (operator && requestTenant !== undefined) {
+    if (!TENANT_PATTERN.test(requestTenant)) {
+      throw new InvalidArgumentError(
+        [{ field: "tenant_id", description: "an operator names the tenant it acts on: a tenant id is required" }],
+        "TENANT_ID_REQUIRED",
+      );
+    }
+    return { subject, tenantId: requestTenant, role: undefined, operator: true };
+  }
+  if (operator && payload.tenant_id === undefined && payload.tenant_ids === undefined) {
+    throw new PermissionDeniedError(
+      "an operator token reaches only the tenant settings (TenantService), naming the tenant in tenant_id",
+      "OPERATOR_NOT_IN_TENANT",
+    );
+  }
+  if (requestTenant) {
+    if (tenantHeader && tenantHeader !== requestTenant) {
+      throw new PermissionDeniedError("x-tenant-id and the request's tenant_id name different tenants", "TENANT_MISMATCH");
+    }
+    tenantHeader = requestTenant;
   }
   const tenants = tenantsOf(payload);
   let tenantId: string;
@@ -112,10 +158,10 @@ function strongestRole(claim: unknown): Role | undefined {
 
 /** What `mintToken` puts in a token. */
 export interface MintOptions {
-  /** Tenant ids; one becomes `tenant_id`, several `tenant_ids`. */
+  /** Tenant ids; one becomes `tenant_id`, several `tenant_ids`; none (an operator token) neither. */
   tenants: string[];
-  /** Roles within those tenants. */
-  roles: Role[];
+  /** Roles within those tenants, or `operator` (the platform operator, outside any tenant). */
+  roles: (Role | typeof OPERATOR_ROLE)[];
   /** Subject. */
   subject: string;
   /** Lifetime, e.g. "1h" (jose duration syntax). */
@@ -128,7 +174,11 @@ export interface MintOptions {
 /** Signs an HS256 token (development and tests). */
 export async function mintToken(secret: Uint8Array, options: MintOptions): Promise<string> {
   const claims: JWTPayload =
-    options.tenants.length === 1 ? { tenant_id: options.tenants[0] } : { tenant_ids: options.tenants };
+    options.tenants.length === 0
+      ? {}
+      : options.tenants.length === 1
+        ? { tenant_id: options.tenants[0] }
+        : { tenant_ids: options.tenants };
   let jwt = new SignJWT({ ...claims, roles: options.roles })
     .setProtectedHeader({ alg: "HS256", typ: "JWT" })
     .setSubject(options.subject)

@@ -22,6 +22,14 @@ export interface PreconditionViolation {
   description: string;
 }
 
+/** A quota a request would exceed, as in google.rpc.QuotaFailure. */
+export interface QuotaViolation {
+  /** What the quota is about, e.g. "tenants/acme/agents". */
+  subject: string;
+  /** The quota and the usage, e.g. "at most 100 live agents; the tenant has 100". */
+  description: string;
+}
+
 /** Base class of every domain error. */
 export class DomainError extends Error {
   /** Machine-readable reason sent as google.rpc.ErrorInfo.reason. */
@@ -91,6 +99,27 @@ export class PermissionDeniedError extends DomainError {
 export class UnauthenticatedError extends DomainError {
   constructor(message: string) {
     super(message, "UNAUTHENTICATED");
+  }
+}
+
+/** The caller sent more requests than its rate limit admits; it may retry after `retryAfterMs`. */
+export class RateLimitedError extends DomainError {
+  /** How long to wait before the next call can be admitted, sent as google.rpc.RetryInfo. */
+  readonly retryAfterMs: number;
+
+  constructor(retryAfterMs: number, metadata: Record<string, string> = {}) {
+    super("too many requests for this tenant; retry after the delay in RetryInfo", "RATE_LIMITED", metadata);
+    this.retryAfterMs = retryAfterMs;
+  }
+}
+
+/** The request would take the tenant past one of its quotas. */
+export class QuotaExceededError extends DomainError {
+  readonly violations: QuotaViolation[];
+
+  constructor(message: string, violations: QuotaViolation[], metadata: Record<string, string> = {}) {
+    super(message, "QUOTA_EXCEEDED", metadata);
+    this.violations = violations;
   }
 }
 

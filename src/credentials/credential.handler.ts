@@ -10,6 +10,7 @@ import { pageSizeOf, type PageTokens } from "../common/page-token.ts";
 import { tenantOf } from "../db/tenant.ts";
 import { idempotentCreate } from "../idempotency/idempotency.ts";
 import { emOf } from "../interceptors/entity-manager.ts";
+import type { Quotas } from "../tenants/quotas.ts";
 import { credentialType } from "./codecs.ts";
 import { toCredentialMessage } from "./credential.mapper.ts";
 import { CredentialRepository } from "./credential.repository.ts";
@@ -22,6 +23,8 @@ export interface CredentialDeps {
   pageTokens: PageTokens;
   /** The key-encryption keys; the primary wraps new data keys. */
   keyring: Keyring;
+  /** Credentials that are not revoked are bounded per tenant: creates check it. */
+  quotas: Quotas;
 }
 
 const UPDATABLE = ["name", "description", "expire_time"] as const;
@@ -53,6 +56,7 @@ export function credentialHandler(deps: CredentialDeps): ServiceImpl<typeof Cred
         request: req.requestId ? fingerprintRequest(req, deps.keyring) : req,
         replay: async (em, id) => ({ credential: toCredentialMessage(await repoOf(em).get(id)) }),
         create: async (tx) => {
+          await deps.quotas.reserve(tx, "credentials");
           const created = await repoOf(tx).create(
             {
               name: input.name,

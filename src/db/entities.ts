@@ -8,7 +8,9 @@ import { ExecutionEvent } from "../executions/execution-event.entity.ts";
 import { Execution } from "../executions/execution.entity.ts";
 import { ExecutionPurge, ExecutionRetention } from "../executions/retention.entity.ts";
 import { IdempotencyKey } from "../idempotency/idempotency-key.entity.ts";
+import { TenantFeatureToggle } from "../tenants/feature-toggle.entity.ts";
+import { TenantSettings } from "../tenants/tenant-settings.entity.ts";
 import { Tool } from "../tools/tool.entity.ts";
 
 /** Every entity the ORM knows. */
-export const entities = [Tool, Agent, AgentVersion, AgentTool, AgentTemplate, Credential, AgentCredential, Execution, ExecutionEvent, ExecutionRetention, ExecutionPurge, IdempotencyKey];
+export const entities = [Tool, Agent, AgentVersion, AgentTool, AgentTemplate, Credential, AgentCredential, Execution, ExecutionEvent, ExecutionRetention, ExecutionPurge, IdempotencyKey, TenantSettings, TenantFeatureToggle];

@@ -1,28 +1,90 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { MikroORM, type Options } from "@mikro-orm/core";
+import { MikroORM, type InflightQueryAbortStrategy, type Options } from "@mikro-orm/core";
 import { Migrator } from "@mikro-orm/migrations";
 import { PgliteDriver } from "@mikro-orm/pglite";
 import { PostgreSqlDriver } from "@mikro-orm/postgresql";
 import { entities } from "./entities.ts";
 import { migrations } from "./migrations/index.ts";
-import { TenantGuard, tenantFilter } from "./tenant.ts";
+import { ReleasingPostgreSqlDriver } from "./releasing-driver.ts";
+import { APP_ROLE, CREATE_APP_ROLE } from "./rls.ts";
+import { scopeByFilterOnly, TenantGuard, tenantFilter } from "./tenant.ts";
 
 /** Where the data lives. */
 export interface DatabaseConfig {
-  /** A PostgreSQL URL; when absent, embedded PGlite under `dataDir`. */
+  /**
+   * A PostgreSQL URL of the owner role, which migrations run as; when absent,
+   * embedded PGlite under `dataDir`.
+   */
   url?: string;
+  /**
+   * The PostgreSQL URL the service itself connects with (APP_DATABASE_URL):
+   * a role subject to row-level security. Default: `url` with the user
+   * replaced by agent_platform_app and no password.
+   */
+  appUrl?: string;
+  /**
+   * Benchmarks only: false connects as the owner (`url`, or PGlite's
+   * superuser) and sets no tenant in the database session, leaving the ORM
+   * filter as the only tenant boundary. Default true.
+   */
+  rowLevelSecurity?: boolean;
   /** Folder of the embedded PGlite database; "memory://" keeps it in memory. */
   dataDir: string;
   /** Most connections in the PostgreSQL pool. */
   poolMax: number;
+  /**
+   * How long a query waits for a pooled connection, or for a new connection
+   * to open, before it fails (UNAVAILABLE), in ms. Default 5000.
+   */
+  acquireTimeoutMs?: number;
   /** Log every query (development only). */
   debug?: boolean;
   /** Where ORM messages (migrations applied, queries in debug) go; silent when absent. */
   log?: (message: string) => void;
 }
 
-function options(config: DatabaseConfig): Partial<Options> {
+const DEFAULT_ACQUIRE_TIMEOUT_MS = 5000;
+
+/**
+ * What a fork's `signal` does to its query in flight when it fires (a
+ * deadline, a cancel): on PostgreSQL the query is cancelled
+ * (pg_cancel_backend, from a connection of its own, so it works when the
+ * pool is full) and its connection goes back to the pool clean; the
+ * embedded PGlite cannot cancel, so its query runs to its end.
+ */
+export function abortStrategyOf(orm: MikroORM): InflightQueryAbortStrategy {
+  return orm.config.getDriver() instanceof PostgreSqlDriver ? "cancel query" : "ignore query";
+}
+
+// How each open ORM was configured, for migrations (which run as the owner).
+const configs = new WeakMap<MikroORM, DatabaseConfig>();
+
+/** The URL the service connects with on PostgreSQL: APP_DATABASE_URL, else DATABASE_URL as agent_platform_app. */
+export function appDatabaseUrl(config: DatabaseConfig): string | undefined {
+  if (config.appUrl || !config.url) return config.appUrl || config.url;
+  const url = new URL(config.url);
+  url.username = APP_ROLE;
+  url.password = "";
+  return url.toString();
+}
+
+// A kysely connection, as MikroORM's onCreateConnection hands it over.
+type RawConnection = { executeQuery(query: { sql: string; parameters: readonly unknown[] }): Promise<unknown> };
+
+/**
+ * PGlite is single-user (a superuser, to whom RLS does not apply): its one
+ * connection switches to APP_ROLE as soon as it opens, for the session.
+ * Migrations switch back for their duration (asOwner).
+ */
+async function enterAppRole(connection: unknown): Promise<void> {
+  const raw = connection as RawConnection;
+  await raw.executeQuery({ sql: CREATE_APP_ROLE, parameters: [] });
+  await raw.executeQuery({ sql: `set role ${APP_ROLE}`, parameters: [] });
+}
+
+function options(config: DatabaseConfig, as: "app" | "owner" = "app"): Partial<Options> {
+  const rls = as === "app" && config.rowLevelSecurity !== false;
   const common: Partial<Options> = {
     entities,
     filters: { tenant: tenantFilter },
@@ -36,28 +98,70 @@ function options(config: DatabaseConfig): Partial<Options> {
     colors: false,
   };
   if (config.url) {
-    return { ...common, driver: PostgreSqlDriver, clientUrl: config.url, pool: { min: 0, max: config.poolMax } };
+    const clientUrl = rls ? appDatabaseUrl(config) : config.url;
+    return {
+      ...common,
+      // PostgreSqlDriver, releasing the connections of transactions that died with them.
+      driver: ReleasingPostgreSqlDriver,
+      clientUrl,
+      pool: { min: 0, max: as === "owner" ? 1 : config.poolMax },
+      // A full pool or an unreachable server fails the query after this wait
+      // instead of queueing it forever; keep-alive finds dead connections.
+      driverOptions: { connectionTimeoutMillis: config.acquireTimeoutMs ?? DEFAULT_ACQUIRE_TIMEOUT_MS, keepAlive: true },
+    };
   }
   if (!config.dataDir.startsWith("memory://")) {
     mkdirSync(config.dataDir, { recursive: true });
   }
   const dbName = config.dataDir.startsWith("memory://") ? "memory://" : join(config.dataDir, "pglite");
-  return { ...common, driver: PgliteDriver, dbName };
+  return { ...common, driver: PgliteDriver, dbName, ...(rls ? { onCreateConnection: enterAppRole } : {}) };
 }
 
-/** Connects to PostgreSQL or opens the embedded database. */
+/**
+ * Connects to PostgreSQL or opens the embedded database, as the role the
+ * service runs as (see `appUrl`). Connections open lazily, so the role may be
+ * created by the migrations that follow.
+ */
 export async function openDatabase(config: DatabaseConfig): Promise<MikroORM> {
-  return MikroORM.init(options(config));
+  const orm = await MikroORM.init(options(config));
+  configs.set(orm, config);
+  if (config.rowLevelSecurity === false) scopeByFilterOnly(orm);
+  return orm;
 }
 
-/** Applies pending migrations; returns the names applied. */
+/**
+ * Runs `work` with an ORM connected as the owner: on PostgreSQL a short-lived
+ * one on `url`; on PGlite the same connection, switched back to the superuser
+ * meanwhile (PGlite has one connection; at start-up nothing else runs).
+ */
+async function asOwner<T>(orm: MikroORM, work: (owner: MikroORM) => Promise<T>): Promise<T> {
+  const config = configs.get(orm);
+  if (!config || config.rowLevelSecurity === false) return work(orm);
+  if (config.url) {
+    const owner = await MikroORM.init(options(config, "owner"));
+    try {
+      return await work(owner);
+    } finally {
+      await owner.close();
+    }
+  }
+  const connection = orm.em.fork().getConnection();
+  await connection.execute("reset role");
+  try {
+    return await work(orm);
+  } finally {
+    await connection.execute(`set role ${APP_ROLE}`);
+  }
+}
+
+/** Applies pending migrations, as the owner; returns the names applied. */
 export async function migrateUp(orm: MikroORM): Promise<string[]> {
-  const applied = await orm.migrator.up();
+  const applied = await asOwner(orm, (owner) => owner.migrator.up());
   return applied.map((m) => m.name);
 }
 
-/** Reverts the most recent migration, or down to (excluding) `to`. */
+/** Reverts the most recent migration, or down to (excluding) `to`, as the owner. */
 export async function migrateDown(orm: MikroORM, to?: string): Promise<string[]> {
-  const reverted = await orm.migrator.down(to ? { to } : undefined);
+  const reverted = await asOwner(orm, (owner) => owner.migrator.down(to ? { to } : undefined));
   return reverted.map((m) => m.name);
 }

@@ -1,10 +1,11 @@
-import { p, type EntityManager, type EventArgs, type EventSubscriber } from "@mikro-orm/core";
+import { p, type EntityManager, type EventArgs, type EventSubscriber, type MikroORM } from "@mikro-orm/core";
+import { TENANT_SETTING } from "./rls.ts";
 
 /**
  * Tenant scoping in the ORM: the global `tenant` filter and the stamp that
- * writes `tenant_id` on insert. The auth interceptor is the only code that
- * sets the tenant (through `scopeToTenant`); nothing else in the service
- * names a tenant.
+ * writes `tenant_id` on insert, over row-level security in the database
+ * (rls.ts). The auth interceptor is the only code that sets the tenant
+ * (through `scopeToTenant`); nothing else in the service names a tenant.
  */
 export const TENANT_FILTER = "tenant";
 
@@ -42,9 +43,47 @@ export const tenantFilter = {
   },
 };
 
-/** Sets the tenant on a forked, request-scoped EntityManager. */
+/** Error thrown when an EntityManager scoped to one tenant is asked to serve another. */
+export class TenantRescopeError extends Error {
+  constructor() {
+    super("this EntityManager is already scoped to another tenant; fork a new one");
+    this.name = "TenantRescopeError";
+  }
+}
+
+// Configurations of ORMs connected past row-level security (benchmarks of
+// the ORM filter alone): their forks set no tenant in the database session.
+const filterOnly = new WeakSet<object>();
+
+/**
+ * Benchmarks only: forks of `orm` scope by the ORM filter alone. On a
+ * connection subject to row-level security this makes every query see
+ * nothing, so it cannot open a gap.
+ */
+export function scopeByFilterOnly(orm: MikroORM): void {
+  filterOnly.add(orm.config);
+}
+
+/**
+ * Sets the tenant on a forked, request-scoped EntityManager: the filter's
+ * parameter, and the `app.tenant_id` setting of MikroORM's session context,
+ * which MikroORM applies with `set_config('app.tenant_id', $1, true)` at the
+ * start of every transaction of this fork and its forks, wrapping a query
+ * made outside a transaction in one of its own (find, count, native
+ * updates and deletes, insert, upsert, flush, QueryBuilder, em.execute).
+ * Only `em.getConnection().execute()` skips it, and so sees no tenant's rows.
+ * A fork keeps its tenant: re-scoping it to another would leave the other's
+ * entities in its identity map.
+ */
 export function scopeToTenant(em: EntityManager, tenantId: string): void {
+  const current = (em.getFilterParams(TENANT_FILTER) as { tenantId?: unknown } | undefined)?.tenantId;
+  if (current !== undefined && current !== tenantId) {
+    throw new TenantRescopeError();
+  }
   em.setFilterParams(TENANT_FILTER, { tenantId });
+  if (!filterOnly.has(em.config)) {
+    em.setSessionContext({ variables: { [TENANT_SETTING]: tenantId } });
+  }
 }
 
 /** The tenant an EntityManager is scoped to; throws when there is none. */

@@ -8,8 +8,9 @@ import { Execution } from "./execution.entity.ts";
  * Closes executions that no server is running any more, as FAILED with a
  * clear reason: those this instance left behind when it died (same instance
  * id, found at start-up) and those of any instance whose heartbeat stopped
- * more than `staleMs` ago. A system job: tenants come from the rows, and each
- * tenant's rows are updated through an EntityManager scoped to it.
+ * more than `staleMs` ago. A system job: tenants come from the rows (through
+ * a SECURITY DEFINER function that returns tenant ids and nothing else), and
+ * each tenant's rows are updated through an EntityManager scoped to it.
  */
 export async function failOrphans(
   orm: MikroORM,
@@ -19,9 +20,8 @@ export async function failOrphans(
   const staleBefore = new Date(now.getTime() - options.staleMs);
   // An instance id that can match no row when only stale heartbeats count.
   const instanceId = options.instanceId ?? "";
-  const tenants = await (orm.em.fork() as EntityManager).getConnection().execute<{ tenant_id: string }[]>(
-    `select distinct tenant_id from executions
-      where status in ('QUEUED', 'RUNNING') and (instance_id = ? or coalesce(heartbeat_time, create_time) < ?)`,
+  const tenants = await (orm.em.fork() as EntityManager).execute<{ tenant_id: string }[]>(
+    "select tenant_id from tenants_with_orphaned_executions(?, ?)",
     [instanceId, staleBefore],
   );
   let closed = 0;

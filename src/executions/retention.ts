@@ -54,14 +54,16 @@ export async function recentPurges(em: EntityManager, limit = 10): Promise<Execu
 }
 
 /**
- * Applies every tenant's retention. A system job: it reads which tenants have
- * executions from the rows themselves, then works through an EntityManager
- * scoped to each tenant.
+ * Applies every tenant's retention. A system job: it asks the database which
+ * tenants hold executions older than their retention (tenant ids read from
+ * the rows themselves, through a SECURITY DEFINER function that returns
+ * nothing else), then works through an EntityManager scoped to each tenant.
  */
 export async function applyRetention(orm: MikroORM, now = new Date()): Promise<number> {
-  const tenants = await (orm.em.fork() as EntityManager)
-    .getConnection()
-    .execute<{ tenant_id: string }[]>("select distinct tenant_id from executions");
+  const tenants = await (orm.em.fork() as EntityManager).execute<{ tenant_id: string }[]>(
+    "select tenant_id from tenants_with_expired_executions(?, ?)",
+    [now, DEFAULT_RETENTION_DAYS],
+  );
   let purged = 0;
   for (const { tenant_id: tenantId } of tenants) {
     const em = orm.em.fork() as EntityManager;

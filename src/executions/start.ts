@@ -5,8 +5,10 @@ import type { ExecutionInput } from "../../gen/agentplatform/v1/execution_servic
 import { AgentTool } from "../agents/agent-tool.entity.ts";
 import { AgentRepository } from "../agents/agent.repository.ts";
 import { principalOf } from "../auth/principal.ts";
-import { AlreadyExistsError, FailedPreconditionError } from "../common/errors.ts";
+import { AlreadyExistsError, FailedPreconditionError, QuotaExceededError } from "../common/errors.ts";
 import { emOf } from "../interceptors/entity-manager.ts";
+import type { Quotas } from "../tenants/quotas.ts";
+import { requireFeature } from "../tenants/toggles.ts";
 import { Tool } from "../tools/tool.entity.ts";
 import type { AppliedCredential } from "./adapters/adapter.ts";
 import { adapterFor, ECHO_MODEL } from "./adapters/index.ts";
@@ -27,6 +29,8 @@ export interface StartDeps {
   /** Deadline of a unary call whose client sent none (the run must end before it). */
   defaultDeadlineMs: number;
   credentials: CredentialLookup;
+  /** Executions queued or running at once are bounded per tenant. */
+  quotas: Quotas;
 }
 
 /** A started (or, for a repeated request_id, earlier) execution. */
@@ -47,6 +51,8 @@ const DEADLINE_MARGIN_MS = 250;
 export async function startExecution(ctx: HandlerContext, input: ExecutionInput, deps: StartDeps): Promise<Started> {
   const em = emOf(ctx);
   const principal = principalOf(ctx);
+  await requireFeature(em, "executions.enabled");
+  if (ctx.method.methodKind === "server_streaming") await requireFeature(em, "executions.streaming");
   const executions = new ExecutionRepository(em);
   const requestHash = hashOf(input);
   if (input.requestId) {
@@ -72,7 +78,7 @@ export async function startExecution(ctx: HandlerContext, input: ExecutionInput,
   // Resolved before anything is stored: an unusable credential is the
   // caller's FAILED_PRECONDITION, not a failed run.
   const credential = model === ECHO_MODEL ? undefined : await deps.credentials(em, agent.id, config);
-  const { execution, created } = await executions.insert({
+  const { execution, created } = await insertWithinQuota(em, deps, {
     agentId: agent.id,
     agentVersion: version.version,
     parentExecutionId: input.parentExecutionId || null,
@@ -114,6 +120,35 @@ export async function startExecution(ctx: HandlerContext, input: ExecutionInput,
     credential,
   });
   return { execution, run };
+}
+
+/**
+ * Stores a QUEUED execution within the tenant's concurrency quota. The quota
+ * check locks the tenant's settings row until the insert commits, so every
+ * start of the tenant counts after the one before it has committed: two
+ * starts at quota-1 cannot both pass, and a run with the same request_id
+ * committed meanwhile is found here rather than inserted twice.
+ */
+async function insertWithinQuota(
+  em: EntityManager,
+  deps: StartDeps,
+  fields: Partial<Execution>,
+): Promise<{ execution: Execution; created: boolean }> {
+  try {
+    return await em.transactional(async (tx) => {
+      await deps.quotas.reserve(tx, "concurrentExecutions");
+      const earlier = fields.requestId ? await tx.findOne(Execution, { requestId: fields.requestId }) : null;
+      if (earlier) return { execution: earlier, created: false };
+      return new ExecutionRepository(tx).insert(fields);
+    });
+  } catch (err) {
+    // A retry of a run that was started is answered with that run, even at the quota.
+    const earlier = err instanceof QuotaExceededError && fields.requestId
+      ? await new ExecutionRepository(em).findByRequestId(fields.requestId)
+      : null;
+    if (earlier) return { execution: earlier, created: false };
+    throw err;
+  }
 }
 
 function repeated(earlier: Execution, requestHash: string, deps: StartDeps): Started {

@@ -51,6 +51,7 @@ export function createListener(handler: Handler, tls?: { certFile: string; keyFi
     const socket = req.socket as net.Socket;
     busy.set(socket, (busy.get(socket) ?? 0) + 1);
     if (closing) res.setHeader("Connection", "close");
+    closeIfBodyUnread(req as http.IncomingMessage, res as http.ServerResponse);
     res.once("close", () => {
       const left = (busy.get(socket) ?? 1) - 1;
       busy.set(socket, left);
@@ -115,6 +116,21 @@ export function createListener(handler: Handler, tls?: { certFile: string; keyFi
       });
     },
   };
+}
+
+/**
+ * An HTTP/1.1 answer sent before the request body was read to its end (a
+ * body refused as too large) says `Connection: close`, and the connection
+ * closes after it: the unread rest of the body would otherwise sit in front
+ * of the client's next request on the connection, which would stall until
+ * the connection timed out.
+ */
+function closeIfBodyUnread(req: http.IncomingMessage, res: http.ServerResponse): void {
+  const writeHead = res.writeHead;
+  res.writeHead = function (this: http.ServerResponse, ...args: Parameters<typeof writeHead>) {
+    if (!req.complete && !res.headersSent) res.setHeader("Connection", "close");
+    return writeHead.apply(this, args);
+  } as typeof writeHead;
 }
 
 function track<T extends net.Socket | http2.Http2Session>(set: Set<T>, item: T): void {

@@ -2,6 +2,7 @@ import { createContextKey, type HandlerContext, type Interceptor } from "@connec
 import type { MikroORM } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
 import { principalKey } from "../auth/principal.ts";
+import { abortStrategyOf } from "../db/orm.ts";
 import { scopeToTenant } from "../db/tenant.ts";
 import { requestSignalKey } from "./deadline.ts";
 
@@ -11,15 +12,22 @@ export const entityManagerKey = createContextKey<EntityManager | undefined>(unde
 });
 
 /**
- * Forks one EntityManager per authenticated request, with the tenant filter's
- * parameter set from the principal and the request's deadline as its abort
- * signal. Handlers reach the database only through it.
+ * Forks one EntityManager per authenticated request, scoped to the
+ * principal's tenant (the filter's parameter, and the `app.tenant_id` setting
+ * that row-level security reads in each of its transactions: see
+ * scopeToTenant), with the request's deadline as its abort signal. Handlers
+ * reach the database only through it.
  */
 export function entityManagerInterceptor(orm: MikroORM): Interceptor {
+  const abortStrategy = abortStrategyOf(orm);
   return (next) => async (req) => {
     const principal = req.contextValues.get(principalKey);
     if (principal) {
-      const em = orm.em.fork({ signal: req.contextValues.get(requestSignalKey) ?? req.signal }) as EntityManager;
+      const em = orm.em.fork({
+        signal: req.contextValues.get(requestSignalKey) ?? req.signal,
+        // A deadline cancels the query in PostgreSQL, not just the wait for it.
+        inflightQueryAbortStrategy: abortStrategy,
+      }) as EntityManager;
       scopeToTenant(em, principal.tenantId);
       req.contextValues.set(entityManagerKey, em);
     }

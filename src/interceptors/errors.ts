@@ -1,7 +1,8 @@
 import { create, type DescMessage, type MessageInitShape } from "@bufbuild/protobuf";
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { durationFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type HandlerContext, type Interceptor } from "@connectrpc/connect";
 import {
-  ConnectionException,
+  DeadlockException,
   ForeignKeyConstraintViolationException,
   OptimisticLockError,
   UniqueConstraintViolationException,
@@ -10,6 +11,8 @@ import {
   BadRequestSchema,
   ErrorInfoSchema,
   PreconditionFailureSchema,
+  QuotaFailureSchema,
+  RetryInfoSchema,
 } from "../../gen/google/rpc/error_details_pb.js";
 import {
   AlreadyExistsError,
@@ -19,9 +22,13 @@ import {
   InvalidArgumentError,
   NotFoundError,
   PermissionDeniedError,
+  QuotaExceededError,
+  RateLimitedError,
   UnauthenticatedError,
 } from "../common/errors.ts";
+import { isConnectionFailure } from "../db/connection-failures.ts";
 import type { Logger } from "../log.ts";
+import { requestSignalKey } from "./deadline.ts";
 
 /** ErrorInfo.domain of every error this service raises. */
 export const ERROR_DOMAIN = "agent-platform";
@@ -34,31 +41,77 @@ export const ERROR_DOMAIN = "agent-platform";
 export function errorInterceptor(logger: Logger): Interceptor {
   return (next) => async (req) => {
     const where = { procedure: `${req.service.typeName}/${req.method.name}` };
+    // The deadline interceptor (inside this one) puts the call's signal here.
+    const signal = () => req.contextValues.get(requestSignalKey) ?? req.signal;
     try {
       const res = await next(req);
       if (!res.stream) return res;
-      return { ...res, message: mapStreamErrors(res.message, logger, where) };
+      return { ...res, message: mapStreamErrors(res.message, logger, where, signal) };
     } catch (err) {
-      throw toConnectError(err, logger, where);
+      throw toConnectError(err, logger, where, signal());
     }
   };
 }
 
-async function* mapStreamErrors<T>(messages: AsyncIterable<T>, logger: Logger, where: Record<string, string>) {
+async function* mapStreamErrors<T>(
+  messages: AsyncIterable<T>,
+  logger: Logger,
+  where: Record<string, string>,
+  signal: () => AbortSignal,
+) {
   try {
     yield* messages;
   } catch (err) {
-    throw toConnectError(err, logger, where);
+    throw toConnectError(err, logger, where, signal());
   }
 }
 
-/** Maps any thrown value to the ConnectError a client should see. */
-export function toConnectError(err: unknown, logger: Logger, where: Record<string, string> = {}): ConnectError {
+/**
+ * Maps any thrown value to the ConnectError a client should see. `signal` is
+ * the call's: once it has fired (deadline, client cancel, shutdown), what
+ * failed underneath (a query cancelled in PostgreSQL, an aborted connection
+ * wait) failed because of it, and the call ends with the signal's status.
+ */
+export function toConnectError(
+  err: unknown,
+  logger: Logger,
+  where: Record<string, string> = {},
+  signal?: AbortSignal,
+): ConnectError {
   if (err instanceof ConnectError) {
     return err;
   }
   if (err instanceof DomainError) {
     return fromDomainError(err);
+  }
+  if (signal?.aborted) {
+    logger.debug("call ended by its signal", { ...where, error: err });
+    return signal.reason instanceof ConnectError
+      ? new ConnectError(signal.reason.rawMessage, signal.reason.code)
+      : new ConnectError("the call was cancelled or ran past its deadline", Code.DeadlineExceeded);
+  }
+  const failure = databaseFailure(err);
+  if (failure === "unavailable") {
+    logger.error("database unavailable", { ...where, error: err });
+    return new ConnectError("the database is unavailable; retry later", Code.Unavailable, undefined, [
+      detail(ErrorInfoSchema, { reason: "DATABASE_UNAVAILABLE", domain: ERROR_DOMAIN }),
+    ]);
+  }
+  if (failure === "cancelled") {
+    logger.warn("database query cancelled", { ...where, error: err });
+    return new ConnectError("the database cancelled the query: it ran past its deadline", Code.DeadlineExceeded);
+  }
+  if (failure === "conflict") {
+    logger.warn("transaction conflict", { ...where, error: err });
+    return new ConnectError("the transaction conflicted with a concurrent one; retry", Code.Aborted, undefined, [
+      detail(ErrorInfoSchema, { reason: "TRANSACTION_CONFLICT", domain: ERROR_DOMAIN }),
+    ]);
+  }
+  if (failure === "invalid data") {
+    logger.warn("value refused by the database", { ...where, error: err });
+    return new ConnectError("a value in the request cannot be stored or compared", Code.InvalidArgument, undefined, [
+      detail(ErrorInfoSchema, { reason: "INVALID_VALUE", domain: ERROR_DOMAIN }),
+    ]);
   }
   if (err instanceof UniqueConstraintViolationException) {
     return new ConnectError("a resource with the same unique key already exists", Code.AlreadyExists, undefined, [
@@ -73,10 +126,6 @@ export function toConnectError(err: unknown, logger: Logger, where: Record<strin
   if (err instanceof ForeignKeyConstraintViolationException) {
     logger.warn("foreign key violation", { ...where, error: err });
     return new ConnectError("the resource is referenced by or refers to another", Code.FailedPrecondition);
-  }
-  if (err instanceof ConnectionException) {
-    logger.error("database unavailable", { ...where, error: err });
-    return new ConnectError("the database is unavailable; retry later", Code.Unavailable);
   }
   if (isAbort(err)) {
     return new ConnectError("the call was cancelled or ran past its deadline", Code.DeadlineExceeded);
@@ -104,6 +153,18 @@ function fromDomainError(err: DomainError): ConnectError {
       info,
     ]);
   }
+  if (err instanceof RateLimitedError) {
+    return new ConnectError(err.message, Code.ResourceExhausted, undefined, [
+      detail(RetryInfoSchema, { retryDelay: durationFromMs(err.retryAfterMs) }),
+      info,
+    ]);
+  }
+  if (err instanceof QuotaExceededError) {
+    return new ConnectError(err.message, Code.ResourceExhausted, undefined, [
+      detail(QuotaFailureSchema, { violations: err.violations }),
+      info,
+    ]);
+  }
   return new ConnectError(err.message, Code.Unknown, undefined, [info]);
 }
 
@@ -113,4 +174,48 @@ function detail<Desc extends DescMessage>(desc: Desc, value: MessageInitShape<De
 
 function isAbort(err: unknown): boolean {
   return err instanceof Error && (err.name === "AbortError" || err.name === "TimeoutError");
+}
+
+/**
+ * What a database failure means to the caller: unreachable (see
+ * isConnectionFailure: admin or crash shutdown, cannot connect now, class
+ * 08, a dead or unobtainable connection), cancelled (57014: a deadline's
+ * cancel), a serialization failure or deadlock (40001, 40P01), or a value
+ * PostgreSQL refuses (class 22: out-of-range numbers, malformed text...).
+ * Looks through wrappers: MikroORM's DriverException copies the driver
+ * error's fields; others set `cause`.
+ */
+function databaseFailure(err: unknown): "unavailable" | "cancelled" | "conflict" | "invalid data" | undefined {
+  if (isConnectionFailure(err)) return "unavailable";
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 5; e = e.cause, depth++) {
+    if (e instanceof DeadlockException) return "conflict";
+    const code = (e as { code?: unknown }).code;
+    if (typeof code !== "string" || code.length !== 5) continue;
+    if (code === "57014") return "cancelled";
+    if (code === "40001" || code === "40P01") return "conflict";
+    if (code.startsWith("22")) return "invalid data";
+  }
+  return undefined;
+}
+
+/**
+ * Request gate (connectNodeAdapter's `requestGate`): connect reports a
+ * request body that does not decode from the protobuf binary format
+ * (truncated, random bytes, invalid UTF-8, nesting past the decoder's limit)
+ * as INTERNAL, outside every interceptor; the same body in JSON is
+ * INVALID_ARGUMENT. The gate runs before the body is read and watches the
+ * call's signal, which connect aborts with that error just before writing
+ * it: the error becomes INVALID_ARGUMENT, what it is — the client's.
+ */
+export function clientDecodeErrors(context: HandlerContext): void {
+  context.signal.addEventListener(
+    "abort",
+    () => {
+      const reason: unknown = context.signal.reason;
+      if (reason instanceof ConnectError && reason.code === Code.Internal && reason.rawMessage.startsWith("parse binary:")) {
+        Object.defineProperty(reason, "code", { value: Code.InvalidArgument });
+      }
+    },
+    { once: true },
+  );
 }

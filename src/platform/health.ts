@@ -3,8 +3,13 @@ import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/g
 
 /** Serving state of the whole server, as grpc.health.v1 reports it. */
 export interface HealthState {
-  /** Marks every service SERVING or NOT_SERVING and wakes watchers. */
+  /**
+   * Marks the server started (true) or stopping (false). Every service is
+   * SERVING while it is started and its database answers.
+   */
   setServing(serving: boolean): void;
+  /** Records whether the database answers (the database probe); watchers wake on a change. */
+  setDatabaseReachable(reachable: boolean): void;
   /** Ends every Watch stream (on shutdown). */
   close(): void;
   /** The grpc.health.v1.Health implementation. */
@@ -18,6 +23,8 @@ export interface HealthState {
  */
 export function createHealth(serviceNames: string[]): HealthState {
   const known = new Set(["", ...serviceNames]);
+  let started = false;
+  let databaseReachable = true;
   let status = Status.NOT_SERVING;
   let closed = false;
   let wake: (() => void)[] = [];
@@ -36,13 +43,22 @@ export function createHealth(serviceNames: string[]): HealthState {
       signal.addEventListener("abort", done, { once: true });
     });
 
+  const update = () => {
+    const next = started && databaseReachable ? Status.SERVING : Status.NOT_SERVING;
+    if (next !== status) {
+      status = next;
+      notify();
+    }
+  };
+
   return {
     setServing(serving) {
-      const next = serving ? Status.SERVING : Status.NOT_SERVING;
-      if (next !== status) {
-        status = next;
-        notify();
-      }
+      started = serving;
+      update();
+    },
+    setDatabaseReachable(reachable) {
+      databaseReachable = reachable;
+      update();
     },
     close() {
       closed = true;
@@ -60,12 +76,15 @@ export function createHealth(serviceNames: string[]): HealthState {
       },
       async *watch(req, ctx) {
         let sent: Status | undefined;
-        while (!closed && !ctx.signal.aborted) {
+        for (;;) {
           const current = known.has(req.service) ? status : Status.SERVICE_UNKNOWN;
           if (current !== sent) {
             sent = current;
             yield { status: current };
           }
+          // Checked after sending: a shutdown sets NOT_SERVING and closes at
+          // once, and watchers must still hear NOT_SERVING before the end.
+          if (closed || ctx.signal.aborted) break;
           await changed(ctx.signal);
         }
         // A deadline or cancel ends the stream with its status, not OK.

@@ -8,6 +8,7 @@ import { pageSizeOf, type PageTokens } from "../common/page-token.ts";
 import { tenantOf } from "../db/tenant.ts";
 import { idempotentCreate } from "../idempotency/idempotency.ts";
 import { emOf } from "../interceptors/entity-manager.ts";
+import type { Quotas } from "../tenants/quotas.ts";
 import type { JsonObject } from "./tool.entity.ts";
 import { toToolMessage } from "./tool.mapper.ts";
 import { ToolRepository, type ToolFields } from "./tool.repository.ts";
@@ -15,7 +16,7 @@ import { ToolRepository, type ToolFields } from "./tool.repository.ts";
 const UPDATABLE = ["name", "description", "parameters"] as const;
 
 /** ToolService over the request's EntityManager. */
-export function toolHandler(deps: { pageTokens: PageTokens }): ServiceImpl<typeof ToolService> {
+export function toolHandler(deps: { pageTokens: PageTokens; quotas: Quotas }): ServiceImpl<typeof ToolService> {
   return {
     async createTool(req, ctx) {
       const tool = req.tool!;
@@ -26,6 +27,7 @@ export function toolHandler(deps: { pageTokens: PageTokens }): ServiceImpl<typeo
         schema: CreateToolRequestSchema,
         request: req,
         create: async (tx) => {
+          await deps.quotas.reserve(tx, "tools");
           const created = await new ToolRepository(tx).create({ name: tool.name, description: tool.description, parameters });
           return { id: created.id, result: { tool: toToolMessage(created) } };
         },

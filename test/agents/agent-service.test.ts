@@ -1,7 +1,6 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 import { timestampMs } from "@bufbuild/protobuf/wkt";
 import type { Client } from "@connectrpc/connect";
-import type { EntityManager } from "@mikro-orm/postgresql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
   AgentState,
@@ -762,24 +761,19 @@ describe("AgentService", () => {
     it("holds exactly one active version per agent in the database itself", async () => {
       const client = await clients.agents(T);
       const agent = await createAgent(client, { name: "one-active" });
-      const em = s.orm.em.fork() as EntityManager;
       const insert = (version: number, active: boolean) =>
-        em
-          .getConnection()
-          .execute(
-            "insert into agent_versions (tenant_id, agent_id, version, config, system_prompt, prompt_templates, author, change_note, active, create_time) values (?, ?, ?, '{}', '', '[]', 'sql', '', ?, now())",
-            [T, agent.id, version, active],
-          );
+        s.db.sql(
+          "insert into agent_versions (tenant_id, agent_id, version, config, system_prompt, prompt_templates, author, change_note, active, create_time) values (?, ?, ?, '{}', '', '[]', 'sql', '', ?, now())",
+          [T, agent.id, version, active],
+        );
       // The same row, inactive, is accepted: the refusal below is the index's doing.
       await insert(90, false);
       await expect(insert(91, true)).rejects.toThrow(/agent_versions_one_active|unique/i);
 
-      const rows = await em
-        .getConnection()
-        .execute<{ agent_id: string; active: number }[]>(
-          "select agent_id, count(*) filter (where active)::int as active from agent_versions where tenant_id = ? group by agent_id",
-          [T],
-        );
+      const rows = await s.db.sql<{ agent_id: string; active: number }>(
+        "select agent_id, count(*) filter (where active)::int as active from agent_versions where tenant_id = ? group by agent_id",
+        [T],
+      );
       expect(rows.length).toBeGreaterThan(0);
       expect(rows.filter((r) => r.active !== 1)).toEqual([]);
     });
@@ -902,13 +896,10 @@ describe("AgentService", () => {
       expect((await errorOf(client.getAgentVersion({ agentId: agent.id, version: 1 }))).code).toBe(Code.NotFound);
       expect((await errorOf(client.undeleteAgent({ agentId: agent.id }))).code).toBe(Code.NotFound);
       expect(names(await allAgents(client, { showDeleted: true }))).not.toContain("purge-me");
-      const em = s.orm.em.fork() as EntityManager;
-      const [counts] = await em
-        .getConnection()
-        .execute<{ versions: number; links: number }[]>(
-          "select (select count(*)::int from agent_versions where agent_id = ?) as versions, (select count(*)::int from agent_tools where agent_id = ?) as links",
-          [agent.id, agent.id],
-        );
+      const [counts] = await s.db.sql<{ versions: number; links: number }>(
+        "select (select count(*)::int from agent_versions where agent_id = ?) as versions, (select count(*)::int from agent_tools where agent_id = ?) as links",
+        [agent.id, agent.id],
+      );
       expect(counts).toEqual({ versions: 0, links: 0 });
       await tools.deleteTool({ toolId: tool!.id });
     });

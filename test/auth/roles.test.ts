@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ToolService } from "../../gen/agentplatform/v1/tool_service_pb.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { requirementOf } from "../../src/auth/policy.ts";
-import { ROLES, roleSatisfies, type Role } from "../../src/auth/principal.ts";
+import { OPERATOR_ROLE, ROLES, roleSatisfies, type Role } from "../../src/auth/principal.ts";
 import { createAuthenticator } from "../../src/auth/tokens.ts";
 import { authInterceptor } from "../../src/interceptors/auth.ts";
 import { errorInterceptor } from "../../src/interceptors/errors.ts";
@@ -38,7 +38,7 @@ describe("the policy table", () => {
       if (isPlatformService(service)) {
         expect(requirement, where).toBe("public");
       } else {
-        expect(ROLES as readonly string[], where).toContain(requirement);
+        expect([...ROLES, OPERATOR_ROLE] as readonly string[], where).toContain(requirement);
       }
     }
   });
@@ -248,6 +248,8 @@ describe("roles on a real server", () => {
    * requirement before any handler runs. Only refusals are exercised: calls
    * that would be allowed may have effects (and services still being built
    * would answer UNIMPLEMENTED), so they are left to each service's tests.
+   * Operator-only methods are refused to every tenant role, admin included
+   * (counted apart: an admin is refused nothing else).
    */
   const api = apiServices.flatMap((service) => service.methods.map((method) => ({ service, method })));
   for (const held of [undefined, ...ROLES] as (Role | undefined)[]) {
@@ -255,15 +257,19 @@ describe("roles on a real server", () => {
       const token = await sign({ tenant_id: tenant, roles: held ? [held] : undefined });
       const transport = connect(s.url, token);
       let refused = 0;
+      let refusedOperatorOnly = 0;
       for (const { service, method } of api) {
         const needed = requirementOf(service, method.name);
-        if (needed === undefined || needed === "public" || roleSatisfies(held, needed)) continue;
+        if (needed === undefined || needed === "public") continue;
+        if (needed !== OPERATOR_ROLE && roleSatisfies(held, needed)) continue;
         const err = await errorOf(invoke(transport, service, method));
         expect(Code[err.code], `${service.typeName}/${method.name}`).toBe(Code[Code.PermissionDenied]);
         expect(err.findDetails(ErrorInfoSchema)[0]?.metadata.role, `${service.typeName}/${method.name}`).toBe(needed);
-        refused++;
+        if (needed === OPERATOR_ROLE) refusedOperatorOnly++;
+        else refused++;
       }
       expect(refused > 0).toBe(held !== "admin");
+      expect(refusedOperatorOnly).toBeGreaterThan(0);
     });
   }
 });

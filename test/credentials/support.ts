@@ -3,6 +3,7 @@ import type { MikroORM } from "@mikro-orm/core";
 import { parseKeyring, type Keyring } from "../../src/credentials/keyring.ts";
 import { resolveCredential, type ResolvedCredential } from "../../src/credentials/resolve.ts";
 import { scopeToTenant } from "../../src/db/tenant.ts";
+import { ownerSql } from "../support/db.ts";
 import { TEST_CREDENTIAL_KEYS } from "../support/server.ts";
 
 /** The keyring test servers run with. */
@@ -30,7 +31,7 @@ export async function rejectionOf(promise: Promise<unknown>): Promise<Error> {
   throw new Error("expected a rejection, but the promise resolved");
 }
 
-/** Runs SQL on the test database, outside any tenant scope (tests only: arranging tampering). */
+/** Runs SQL on the test database as its owner, past row-level security (tests only: arranging tampering). */
 export async function sql<T = Record<string, unknown>>(orm: MikroORM, query: string, params: unknown[] = []): Promise<T[]> {
-  return (orm.em.fork() as EntityManager).getConnection().execute<T[]>(query, params);
+  return ownerSql<T>(orm, query, params);
 }

@@ -4,40 +4,51 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentTool } from "../../src/agents/agent-tool.entity.ts";
 import { migrateDown, migrateUp } from "../../src/db/orm.ts";
 import { migrations } from "../../src/db/migrations/index.ts";
-import { MissingTenantError, scopeToTenant, TenantMismatchError } from "../../src/db/tenant.ts";
+import { MissingTenantError, scopeToTenant, TenantMismatchError, TenantRescopeError } from "../../src/db/tenant.ts";
 import { Tool } from "../../src/tools/tool.entity.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 
 /*
  * Tenant scoping at the ORM level (src/db/tenant.ts): the global `tenant`
- * filter, the tenant_id stamp on insert and the TenantGuard subscriber.
+ * filter, the tenant_id stamp on insert and the TenantGuard subscriber. Every
+ * test runs twice: over row-level security (the service's connection), and
+ * alone, on a connection as the owner that RLS does not hold (a superuser in
+ * tests), where the filter must still isolate tenants by itself.
  *
- * What they guard: em.find / findOne / findAll / count / findAndCount,
+ * What the filter guards: em.find / findOne / findAll / count / findAndCount,
  * nativeUpdate / nativeDelete (the filter adds `tenant_id = ?`), and inserts
  * through em.create + flush (stamp and guard).
  *
- * What they do NOT guard (MikroORM applies neither filters nor the
- * beforeCreate subscriber there), pinned under "known gaps" below until
- * row-level security closes them:
- *   - em.getReference(Tool, foreignId) + remove + flush: DELETE by primary
- *     key only (a change + flush is refused, see below);
- *   - the identity map: findOne by primary key returns an entity already loaded
- *     in the fork without querying, whatever the filter parameters are now;
+ * What it does NOT guard (MikroORM applies neither filters nor the
+ * beforeCreate subscriber there), pinned under "paths the filter does not
+ * guard" below: with the filter alone the gap is documented; over RLS the
+ * database closes it.
  *   - em.createQueryBuilder(...) unless .applyFilters() is called;
- *   - raw SQL (em.getConnection().execute, em.execute);
+ *   - raw SQL (em.execute, em.getConnection().execute);
+ *   - find options `filters: false` (never in service code);
  *   - em.upsert / upsertMany: INSERT ... ON CONFLICT (id) DO UPDATE, which can
  *     overwrite another tenant's row, tenant_id included;
  *   - em.insert / insertMany: no stamp, no guard, any tenant_id goes in;
- * (Flushing a getReference and reassigning tenantId on a loaded entity are
- * refused by TenantGuard, which checks updates as well as inserts.)
+ *   - em.getReference(Tool, foreignId) + remove + flush: DELETE by primary
+ *     key only.
+ * Closed in the ORM layer, both ways: flushing a change to a getReference and
+ * reassigning tenantId on a loaded entity (TenantGuard checks updates as well
+ * as inserts); the identity map (findOne by primary key answers from it
+ * without a query, so a fork may never be re-scoped to another tenant).
  *
- * On PostgreSQL both databases of this file have the same per-worker name
- * (test/support/db.ts), so the migration round trip opens its database only
- * after the first one is closed.
+ * On PostgreSQL the filter-only database has a suffix; the migration round
+ * trip opens its database (the per-worker name again) only after the first
+ * one is closed.
  */
 
 type ToolRow = { id: string; tenant_id: string; name: string; description: string; version: number };
 
+const layers = [
+  { layer: "over row-level security", rowLevelSecurity: true },
+  { layer: "alone (connected as the owner, which row-level security does not hold)", rowLevelSecurity: false },
+];
+
+describe.each(layers)("the tenant filter $layer", ({ rowLevelSecurity }) => {
 let db: TestDatabase;
 
 function fork(tenant?: string): EntityManager {
@@ -46,8 +57,9 @@ function fork(tenant?: string): EntityManager {
   return em;
 }
 
+/** As the owner, past row-level security: what the database holds. */
 function sql<T = Record<string, unknown>>(query: string, params: unknown[] = []): Promise<T[]> {
-  return fork().getConnection().execute(query, params) as Promise<T[]>;
+  return db.sql<T>(query, params);
 }
 
 async function rowOf(id: string): Promise<ToolRow | undefined> {
@@ -63,9 +75,8 @@ async function toolOf(tenant: string, name: string): Promise<Tool> {
   return tool;
 }
 
-describe("the tenant filter", () => {
   beforeAll(async () => {
-    db = await createTestDatabase();
+    db = await createTestDatabase({ rowLevelSecurity, suffix: rowLevelSecurity ? "" : "_filter_only" });
   });
   afterAll(() => db?.close());
 
@@ -108,8 +119,7 @@ describe("the tenant filter", () => {
   it("stamps the fork's tenant on an inserted tool", async () => {
     const tool = await toolOf("stamp-a", "stamped");
     expect(tool.tenantId).toBe("stamp-a");
-    const rows = await fork().getConnection().execute("select tenant_id from tools where id = ?", [tool.id]);
-    expect(rows).toEqual([{ tenant_id: "stamp-a" }]);
+    expect(await sql("select tenant_id from tools where id = ?", [tool.id])).toEqual([{ tenant_id: "stamp-a" }]);
   });
 
   it("accepts a tenant set by hand when it is the fork's own", async () => {
@@ -180,14 +190,18 @@ describe("the tenant filter", () => {
     });
   });
 
-  // Each test below asserts today's behaviour of an unguarded path, so that
-  // closing the gap (row-level security) makes it fail and get flipped.
-  describe("known gaps (documents a known gap closed by RLS)", () => {
-    it("em.insert on B's fork writes a row into A (documents a known gap closed by RLS)", async () => {
+  // Paths MikroORM's filter does not cover. With the filter alone each test
+  // pins the gap; over row-level security the database closes it.
+  describe("paths the filter does not guard", () => {
+    const gap = rowLevelSecurity ? "refused by row-level security" : "a gap of the filter alone";
+    // What RLS answers to a write of a row outside the transaction's tenant.
+    const policyViolation = /row-level security/;
+
+    it(`em.insert on B's fork of a row of A: ${gap}`, async () => {
       const em = fork("gap-b");
       const id = randomUUID();
       const now = new Date();
-      await em.insert(Tool, {
+      const insert = em.insert(Tool, {
         id,
         tenantId: "gap-a",
         name: "inserted-by-b",
@@ -197,11 +211,95 @@ describe("the tenant filter", () => {
         updateTime: now,
         version: 1,
       });
-      expect((await rowOf(id))?.tenant_id).toBe("gap-a");
-      expect((await fork("gap-a").findOne(Tool, id))?.description).toBe("from B");
+      if (rowLevelSecurity) {
+        await expect(insert).rejects.toThrow(policyViolation);
+        expect(await rowOf(id)).toBeUndefined();
+      } else {
+        await insert;
+        expect((await rowOf(id))?.tenant_id).toBe("gap-a");
+        expect((await fork("gap-a").findOne(Tool, id))?.description).toBe("from B");
+      }
     });
 
-    it("refuses to flush a getReference on B's fork, leaving A's row unchanged", async () => {
+    it(`em.upsert on B's fork over A's row: ${gap}`, async () => {
+      const tool = await toolOf("gap-a", "upserted");
+      const before = await rowOf(tool.id);
+      const em = fork("gap-b");
+      const now = new Date();
+      const upsert = em.upsert(Tool, {
+        id: tool.id,
+        tenantId: "gap-b",
+        name: "upserted",
+        description: "now B's",
+        parameters: null,
+        createTime: now,
+        updateTime: now,
+        version: 1,
+      });
+      if (rowLevelSecurity) {
+        await expect(upsert).rejects.toThrow(policyViolation);
+        expect(await rowOf(tool.id)).toEqual(before);
+      } else {
+        await upsert;
+        const row = await rowOf(tool.id);
+        expect(row?.tenant_id).toBe("gap-b");
+        expect(row?.description).toBe("now B's");
+        expect(await fork("gap-a").findOne(Tool, tool.id)).toBeNull();
+      }
+    });
+
+    it(`a QueryBuilder without applyFilters on B's fork reading A's row: ${gap}`, async () => {
+      const tool = await toolOf("gap-a", "queried");
+      const em = fork("gap-b");
+      const rows = await em.createQueryBuilder(Tool).select("*").where({ id: tool.id }).getResultList();
+      expect(rows.map((r) => r.tenantId)).toEqual(rowLevelSecurity ? [] : ["gap-a"]);
+      const all = await em.createQueryBuilder(Tool).select("*").getResultList();
+      expect(all.some((t) => t.tenantId !== "gap-b")).toBe(!rowLevelSecurity);
+    });
+
+    it(`a QueryBuilder without applyFilters on B's fork updating A's row: ${gap}`, async () => {
+      const tool = await toolOf("gap-a", "qb-updated");
+      const em = fork("gap-b");
+      const updated = await em.createQueryBuilder(Tool).update({ description: "by B" }).where({ id: tool.id }).execute("run");
+      expect(updated.affectedRows).toBe(rowLevelSecurity ? 0 : 1);
+      expect((await rowOf(tool.id))?.description).toBe(rowLevelSecurity ? "gap-a's qb-updated" : "by B");
+    });
+
+    it(`find with filters: false on B's fork: ${gap}`, async () => {
+      const tool = await toolOf("gap-a", "unfiltered");
+      const em = fork("gap-b");
+      const found = await em.find(Tool, { id: tool.id }, { filters: false });
+      expect(found.map((t) => t.tenantId)).toEqual(rowLevelSecurity ? [] : ["gap-a"]);
+    });
+
+    it(`raw SQL through em.execute on B's fork: ${gap}`, async () => {
+      const tool = await toolOf("gap-a", "raw-read");
+      const em = fork("gap-b");
+      const rows = await em.execute("select tenant_id from tools where id = ?", [tool.id]);
+      expect(rows).toEqual(rowLevelSecurity ? [] : [{ tenant_id: "gap-a" }]);
+      const planted = em.execute(
+        "insert into tools (id, tenant_id, name, description, create_time, update_time) values (?, 'gap-a', ?, 'd', now(), now())",
+        [randomUUID(), `raw-${randomUUID()}`],
+      );
+      if (rowLevelSecurity) await expect(planted).rejects.toThrow(policyViolation);
+      else await planted;
+    });
+
+    it(`raw SQL on the bare connection, which carries no tenant: ${rowLevelSecurity ? "sees no row at all" : "a gap of the filter alone"}`, async () => {
+      const tool = await toolOf("gap-a", "raw-connection");
+      const rows = await fork("gap-b").getConnection().execute("select tenant_id from tools where id = ?", [tool.id]);
+      expect(rows).toEqual(rowLevelSecurity ? [] : [{ tenant_id: "gap-a" }]);
+    });
+
+    it(`getReference + remove + flush on B's fork of A's row: ${gap}`, async () => {
+      const tool = await toolOf("gap-a", "removed");
+      const em = fork("gap-b");
+      em.remove(em.getReference(Tool, tool.id));
+      await em.flush().catch(() => undefined);
+      expect((await rowOf(tool.id))?.tenant_id).toBe(rowLevelSecurity ? "gap-a" : undefined);
+    });
+
+    it("refuses to flush a change to a getReference on B's fork, leaving A's row unchanged", async () => {
       // Closed by TenantGuard.beforeUpdate: a reference carries no tenant_id,
       // which differs from the fork's tenant.
       const tool = await toolOf("gap-a", "referenced");
@@ -214,26 +312,6 @@ describe("the tenant filter", () => {
       expect(row?.description).not.toBe("changed by B");
     });
 
-    it("em.upsert on B's fork takes over A's row (documents a known gap closed by RLS)", async () => {
-      const tool = await toolOf("gap-a", "upserted");
-      const em = fork("gap-b");
-      const now = new Date();
-      await em.upsert(Tool, {
-        id: tool.id,
-        tenantId: "gap-b",
-        name: "upserted",
-        description: "now B's",
-        parameters: null,
-        createTime: now,
-        updateTime: now,
-        version: 1,
-      });
-      const row = await rowOf(tool.id);
-      expect(row?.tenant_id).toBe("gap-b");
-      expect(row?.description).toBe("now B's");
-      expect(await fork("gap-a").findOne(Tool, tool.id)).toBeNull();
-    });
-
     it("refuses to move a loaded entity to another tenant at flush", async () => {
       const tool = await toolOf("gap-a", "moved");
       const em = fork("gap-a");
@@ -243,11 +321,14 @@ describe("the tenant filter", () => {
       expect((await rowOf(tool.id))?.tenant_id).toBe("gap-a");
     });
 
-    it("a QueryBuilder without applyFilters on B's fork reads A's rows (documents a known gap closed by RLS)", async () => {
-      const tool = await toolOf("gap-a", "queried");
-      const em = fork("gap-b");
-      const rows = await em.createQueryBuilder(Tool).select("*").where({ id: tool.id }).getResultList();
-      expect(rows.map((r) => r.tenantId)).toEqual(["gap-a"]);
+    it("refuses to re-scope a fork to another tenant, whose identity map holds the first tenant's entities", async () => {
+      const tool = await toolOf("gap-a", "identity-map");
+      const em = fork("gap-a");
+      await em.findOneOrFail(Tool, tool.id);
+      expect(() => scopeToTenant(em, "gap-b")).toThrow(TenantRescopeError);
+      // The same tenant again is harmless.
+      scopeToTenant(em, "gap-a");
+      expect((await em.findOneOrFail(Tool, tool.id)).tenantId).toBe("gap-a");
     });
   });
 });
@@ -259,7 +340,8 @@ describe("migrations", () => {
   });
   afterAll(() => mdb?.close());
 
-  const query = <T>(text: string) => mdb.orm.em.fork().getConnection().execute(text) as Promise<T[]>;
+  // As the owner: the service's role sees only the tables granted to it.
+  const query = <T>(text: string) => mdb.sql<T>(text);
   const publicTables = async () =>
     (await query<{ table_name: string }>(
       "select table_name from information_schema.tables where table_schema = 'public' order by table_name",
@@ -279,6 +361,22 @@ describe("migrations", () => {
     indexes: await query(
       `select tablename, indexname, indexdef from pg_indexes
         where schemaname = 'public' and tablename <> 'mikro_orm_migrations' order by 1, 2`,
+    ),
+    rowLevelSecurity: await query(
+      `select c.relname, c.relrowsecurity, c.relforcerowsecurity from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = 'public' and c.relkind = 'r' order by 1`,
+    ),
+    policies: await query(
+      `select tablename, policyname, permissive, roles::text[] as roles, cmd, qual, with_check from pg_policies
+        where schemaname = 'public' order by 1, 2`,
+    ),
+    functions: await query(
+      `select p.proname, pg_get_function_identity_arguments(p.oid) as args, p.prosecdef, p.proacl::text[] as acl
+         from pg_proc p join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'public' order by 1`,
+    ),
+    grants: await query(
+      `select table_name, privilege_type from information_schema.role_table_grants
+        where table_schema = 'public' and grantee = 'agent_platform_app' order by 1, 2`,
     ),
   });
 
@@ -300,6 +398,8 @@ describe("migrations", () => {
     expect(await query("select to_regclass('public.tools') as t")).toEqual([{ t: null }]);
     expect(await query("select to_regclass('public.agent_tools') as t")).toEqual([{ t: null }]);
     expect(await publicTables()).toEqual(["mikro_orm_migrations"]);
+    const emptied = await schemaSnapshot();
+    expect([emptied.policies, emptied.functions, emptied.grants]).toEqual([[], [], []]);
 
     expect(await migrateUp(mdb.orm)).toEqual(names);
     expect(await query("select to_regclass('public.tools') as t")).toEqual([{ t: "tools" }]);
@@ -311,8 +411,8 @@ describe("migrations", () => {
     scopeToTenant(em, "after-migrations");
     const tool = em.create(Tool, { name: "works", description: "d", parameters: null });
     await em.flush();
-    expect(await mdb.orm.em.fork().getConnection().execute("select tenant_id from tools where id = ?", [tool.id])).toEqual([
-      { tenant_id: "after-migrations" },
-    ]);
+    expect(await mdb.sql("select tenant_id from tools where id = ?", [tool.id])).toEqual([{ tenant_id: "after-migrations" }]);
+    // Down and up again left the service's connection on its own role.
+    expect(await em.execute("select current_user as role")).toEqual([{ role: "agent_platform_app" }]);
   });
 });

@@ -6,7 +6,6 @@ import type { AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
-import type { EntityManager } from "@mikro-orm/postgresql";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentState, AgentType } from "../../gen/agentplatform/v1/agent_pb.js";
@@ -327,9 +326,7 @@ describe("a client that goes away", () => {
     const all = [...seen, ...rest];
     // Once finished, the events come from the database, from any point.
     await eventually(async () => {
-      const [row] = await (s.orm.em.fork() as EntityManager)
-        .getConnection()
-        .execute<{ n: number }[]>("select count(*)::int as n from execution_events where execution_id = ?", [id]);
+      const [row] = await s.db.sql<{ n: number }>("select count(*)::int as n from execution_events where execution_id = ?", [id]);
       return row!.n === all.length ? true : undefined;
     }, 5000, "every event stored");
     await sleep(100);
@@ -352,7 +349,8 @@ describe("a client that goes away", () => {
 describe("stored events", () => {
   it("keeps every event when a write of events fails once: the replay has no gaps", async () => {
     const a = await agent("events-refused-once", { endpoint: `${fake.url}/slow-finite` });
-    const conn = (s.orm.em.fork() as EntityManager).getConnection();
+    // Schema changes: as the owner.
+    const conn = { execute: (sql: string) => s.db.sql(sql) };
     const logsBefore = s.logs.length;
     await conn.execute(`create or replace function test_refuse_events() returns trigger language plpgsql as $$
       begin raise exception 'execution events refused for the test'; end $$`);
@@ -563,7 +561,7 @@ interface Store {
   drop(): Promise<void>;
 }
 
-const PROCESS_DB = `agent_platform_exec_${process.env.VITEST_POOL_ID ?? "0"}`;
+const PROCESS_DB = `agent_platform_exec_${process.env.VITEST_POOL_ID ?? "0"}_${process.pid}`;
 
 async function adminSql(statements: string[]): Promise<void> {
   const client = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL });

@@ -4,7 +4,7 @@ import { mintToken } from "../../src/auth/tokens.ts";
 import { loadConfig, type Config } from "../../src/config.ts";
 import { createLogger, type Logger } from "../../src/log.ts";
 import { createAppServer, type AppServer } from "../../src/server.ts";
-import { createTestDatabase, type TestDatabase } from "./db.ts";
+import { createTestDatabase, type TestDatabase, type TestDatabaseOptions } from "./db.ts";
 
 /** The secret test servers verify tokens with. */
 export const TEST_SECRET = "test-secret-0123456789abcdef0123456789abcdef";
@@ -32,9 +32,9 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-/** Starts a server; `env` overrides configuration variables. */
-export async function startTestServer(env: Record<string, string> = {}): Promise<TestServer> {
-  const db = await createTestDatabase();
+/** Starts a server; `env` overrides configuration variables, `database` how its database is made. */
+export async function startTestServer(env: Record<string, string> = {}, database: TestDatabaseOptions = {}): Promise<TestServer> {
+  const db = await createTestDatabase(database);
   const logs: string[] = [];
   const config: Config = loadConfig({
     JWT_SECRET: TEST_SECRET,

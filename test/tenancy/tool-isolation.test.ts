@@ -198,14 +198,13 @@ describe("after tenant B's calls", () => {
       expect(row.description).toBe(before.description);
     }
 
-    // And below the ORM filter: B's rows carry B's tenant id, A has only its own.
+    // And below the ORM filter (as the owner, past row-level security): B's
+    // rows carry B's tenant id, A has only its own.
     expect(bToolIds).toHaveLength(4);
     const placeholders = bToolIds.map(() => "?").join(", ");
-    const bRows: { tenant_id: string }[] = await em
-      .getConnection()
-      .execute(`select tenant_id from tools where id in (${placeholders})`, bToolIds);
+    const bRows = await s.db.sql<{ tenant_id: string }>(`select tenant_id from tools where id in (${placeholders})`, bToolIds);
     expect(bRows.map((r) => r.tenant_id)).toEqual(bToolIds.map(() => B));
-    const aRows: { id: string }[] = await em.getConnection().execute("select id from tools where tenant_id = ?", [A]);
+    const aRows = await s.db.sql<{ id: string }>("select id from tools where tenant_id = ?", [A]);
     expect(aRows.map((r) => r.id).sort()).toEqual(aTools.map((t) => t.id).sort());
   });
 });

@@ -42,6 +42,7 @@ const SERVICES = [
   "agentplatform.v1.ToolService",
   "agentplatform.v1.ExecutionService",
   "agentplatform.v1.CredentialService",
+  "agentplatform.v1.TenantService",
   "grpc.health.v1.Health",
 ];
 

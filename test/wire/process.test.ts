@@ -156,7 +156,7 @@ const backends: { backend: string; database: boolean }[] = [
 
 describe.each(backends)("src/main.ts on $backend", ({ database }) => {
   const dataDir = tempDir();
-  const dbName = `agent_platform_proc_${process.env.VITEST_POOL_ID ?? "0"}`;
+  const dbName = `agent_platform_proc_${process.env.VITEST_POOL_ID ?? "0"}_${process.pid}`;
   const env: Record<string, string> = { DATA_DIR: dataDir, SHUTDOWN_GRACE_MS: String(GRACE_MS) };
 
   beforeAll(async () => {

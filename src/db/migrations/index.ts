@@ -3,6 +3,8 @@ import { Migration20261123010000Agents } from "./Migration20261123010000Agents.t
 import { Migration20261123020000Credentials } from "./Migration20261123020000Credentials.ts";
 import { Migration20261123030000Executions } from "./Migration20261123030000Executions.ts";
 import { Migration20261123040000Idempotency } from "./Migration20261123040000Idempotency.ts";
+import { Migration20261123050000Tenants } from "./Migration20261123050000Tenants.ts";
+import { Migration20261124000000RowLevelSecurity } from "./Migration20261124000000RowLevelSecurity.ts";
 
 /**
  * Every migration, in order. Listed explicitly (not discovered from the file
@@ -14,4 +16,6 @@ export const migrations = [
   { name: "Migration20261123020000Credentials", class: Migration20261123020000Credentials },
   { name: "Migration20261123030000Executions", class: Migration20261123030000Executions },
   { name: "Migration20261123040000Idempotency", class: Migration20261123040000Idempotency },
+  { name: "Migration20261123050000Tenants", class: Migration20261123050000Tenants },
+  { name: "Migration20261124000000RowLevelSecurity", class: Migration20261124000000RowLevelSecurity },
 ];

@@ -1,0 +1,267 @@
+// Benchmark of fairness under the per-tenant rate limit: the p99 latency of a
+// quiet tenant B alone, then while tenant A floods the service, and their
+// ratio. The server is a separate process (src/main.ts) so that neither
+// client's work is counted as the server's; A floods from another process,
+// at a lower CPU priority (nice 10) so that on a small machine the load
+// generator does not take the cores the server and B's client need (in
+// production it runs elsewhere); B calls at a steady pace from this one.
+// Everything stays on 127.0.0.1 and stops by itself.
+//
+//   npm run bench:fairness                          # embedded PGlite, buckets in the database
+//   BENCH_DATABASE_URL=postgres://… npm run bench:fairness
+//   BENCH_REDIS_URL=redis://127.0.0.1:6379 npm run bench:fairness   # buckets in Redis
+//
+// Options (environment): BENCH_SECONDS (10, each phase), BENCH_QUIET_RPS (50,
+// B's pace: within its limit), BENCH_FLOOD_RPS (500: A sends this many calls
+// per second, 5 times its limit, whatever the answers; RetryInfo ignored),
+// BENCH_FLOOD_CONCURRENCY (256, most of A's calls in flight). With
+// BENCH_FLOOD_RPS=0 A instead keeps BENCH_FLOOD_CONCURRENCY calls in flight,
+// each sent again as soon as it is answered (closed loop: as fast as the
+// server answers).
+//
+// A refused call costs the server what a health check costs (HTTP/2, Connect,
+// the interceptors up to the rate limit): a flood near the server's raw
+// capacity for calls of any kind (about 1 200 a second on a 2-core machine
+// with the clients on it) slows every tenant, and only something in front of
+// the server can absorb it.
+import { spawn } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import * as net from "node:net";
+import { setPriority, tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { ToolService } from "../gen/agentplatform/v1/tool_service_pb.js";
+import { mintToken } from "../src/auth/tokens.ts";
+
+const SECRET = "bench-fairness-secret-0123456789abcdef0123456789";
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
+const QUIET_RPS = Number(process.env.BENCH_QUIET_RPS ?? 50);
+const FLOOD_RPS = Number(process.env.BENCH_FLOOD_RPS ?? 500);
+const FLOOD_CONCURRENCY = Number(process.env.BENCH_FLOOD_CONCURRENCY ?? 256);
+
+interface FloodJob {
+  url: string;
+  token: string;
+  toolId: string;
+  /** Calls per second (open loop), or 0 for a closed loop of `concurrency` calls. */
+  rps: number;
+  concurrency: number;
+  seconds: number;
+}
+
+interface FloodResult {
+  admitted: number;
+  refused: number;
+  seconds: number;
+}
+
+function clientOf(url: string, token: string) {
+  return createClient(
+    ToolService,
+    createGrpcTransport({
+      baseUrl: url,
+      interceptors: [(next) => (req) => (req.header.set("authorization", `Bearer ${token}`), next(req))],
+    }),
+  );
+}
+
+/** Tenant A for `seconds`: `rps` calls a second (at most `concurrency` in flight), or a closed loop of `concurrency`. */
+async function flood(job: FloodJob): Promise<FloodResult> {
+  const tools = clientOf(job.url, job.token);
+  let admitted = 0;
+  let refused = 0;
+  let inFlight = 0;
+  const call = async () => {
+    inFlight++;
+    try {
+      await tools.getTool({ toolId: job.toolId });
+      admitted++;
+    } catch (err) {
+      if (ConnectError.from(err).code !== Code.ResourceExhausted) throw err;
+      refused++;
+    } finally {
+      inFlight--;
+    }
+  };
+  const started = performance.now();
+  const end = started + job.seconds * 1000;
+  if (job.rps > 0) {
+    const calls: Promise<void>[] = [];
+    for (let sent = 0; performance.now() < end; ) {
+      const due = Math.floor(((performance.now() - started) / 1000) * job.rps);
+      for (; sent < due; sent++) if (inFlight < job.concurrency) calls.push(call());
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    await Promise.all(calls);
+  } else {
+    await Promise.all(
+      Array.from({ length: job.concurrency }, async () => {
+        while (performance.now() < end) await call();
+      }),
+    );
+  }
+  return { admitted, refused, seconds: (performance.now() - started) / 1000 };
+}
+
+// The flooding process is this file again, with its job in the environment.
+const FLOOD_JOB = "BENCH_FAIRNESS_FLOOD_JOB";
+if (process.env[FLOOD_JOB]) {
+  process.stdout.write(`${JSON.stringify(await flood(JSON.parse(process.env[FLOOD_JOB]) as FloodJob))}\n`);
+} else {
+  await main();
+}
+
+/** Runs `job` in a process of its own at nice 10; resolves with its result. */
+function floodProcess(job: FloodJob): Promise<FloodResult> {
+  const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url)], {
+    env: { ...process.env, [FLOOD_JOB]: JSON.stringify(job) },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  try {
+    setPriority(child.pid!, 10);
+  } catch {
+    // not permitted here: it runs at the same priority
+  }
+  let out = "";
+  child.stdout!.on("data", (chunk: Buffer) => (out += chunk.toString()));
+  return new Promise((resolve, reject) => {
+    child.once("error", reject);
+    child.once("exit", (code) => {
+      if (code === 0) resolve(JSON.parse(out.trim().split("\n").at(-1)!) as FloodResult);
+      else reject(new Error(`the flooding process exited with ${code}`));
+    });
+  });
+}
+
+async function main(): Promise<void> {
+  const root = fileURLToPath(new URL("../", import.meta.url));
+  const dataDir = mkdtempSync(join(tmpdir(), "agent-platform-fairness-"));
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? "",
+    HOME: process.env.HOME ?? tmpdir(),
+    HOST: "127.0.0.1",
+    PORT: String(port),
+    JWT_SECRET: SECRET,
+    DATA_DIR: dataDir,
+    LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "error",
+    ...(process.env.BENCH_DATABASE_URL ? { DATABASE_URL: process.env.BENCH_DATABASE_URL } : {}),
+    ...(process.env.BENCH_REDIS_URL ? { REDIS_URL: process.env.BENCH_REDIS_URL } : {}),
+  };
+  const server = spawn(process.execPath, ["--import", "./scripts/require-node.mjs", "src/main.ts"], {
+    cwd: root,
+    env,
+    stdio: ["ignore", "ignore", "inherit"],
+  });
+  const stopServer = async () => {
+    if (server.exitCode !== null) return;
+    server.kill("SIGTERM");
+    await new Promise((resolve) => server.once("exit", resolve));
+  };
+  try {
+    await waitServing(url, 60_000);
+    const run = Date.now();
+    const secret = new TextEncoder().encode(SECRET);
+    const tokenOf = (tenant: string) => mintToken(secret, { tenants: [tenant], roles: ["editor"], subject: "bench", ttl: "1h" });
+    const [tokenA, tokenB] = await Promise.all([tokenOf(`flood-${run}`), tokenOf(`quiet-${run}`)]);
+    const quiet = clientOf(url, tokenB);
+    const { tool: toolB } = await quiet.createTool({ tool: { name: "quiet", description: "bench" } });
+    const { tool: toolA } = await clientOf(url, tokenA).createTool({ tool: { name: "flood", description: "bench" } });
+
+    console.log(
+      `driver=${process.env.BENCH_DATABASE_URL ? "postgresql" : "pglite"} buckets=${process.env.BENCH_REDIS_URL ? "redis" : "database"} ` +
+        `limit=100 rps burst 200 per tenant (defaults)  B: GetTool at ${QUIET_RPS} rps  ` +
+        `A: GetTool, ${FLOOD_RPS > 0 ? `${FLOOD_RPS} rps (at most ${FLOOD_CONCURRENCY} in flight)` : `closed loop of ${FLOOD_CONCURRENCY}`}  ${SECONDS} s per phase`,
+    );
+    await paced(quiet, toolB!.id, 2); // warm-up
+    const alone = summary(await paced(quiet, toolB!.id, SECONDS));
+    console.log(`B alone          p50 ${alone.p50} ms  p99 ${alone.p99} ms  (${alone.n} calls, ${alone.failed} failed)`);
+
+    const flooded = floodProcess({
+      url,
+      token: tokenA,
+      toolId: toolA!.id,
+      rps: FLOOD_RPS,
+      concurrency: FLOOD_CONCURRENCY,
+      seconds: SECONDS + 3,
+    });
+    await new Promise((resolve) => setTimeout(resolve, 2000)); // let the flood start and reach its pace
+    const during = summary(await paced(quiet, toolB!.id, SECONDS));
+    const a = await flooded;
+    console.log(`B while A floods p50 ${during.p50} ms  p99 ${during.p99} ms  (${during.n} calls, ${during.failed} failed)`);
+    console.log(
+      `A: ${Math.round((a.admitted + a.refused) / a.seconds)} calls/s sent, ${Math.round(a.admitted / a.seconds)}/s admitted, ` +
+        `${Math.round(a.refused / a.seconds)}/s refused (RESOURCE_EXHAUSTED)`,
+    );
+    console.log(`p99 ratio (flood / alone) ${(Number(during.p99) / Number(alone.p99)).toFixed(2)}  (must stay ≤ 2)`);
+  } finally {
+    await stopServer();
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** B: one GetTool every 1/QUIET_RPS s for `seconds`, each timed on its own (open loop). */
+async function paced(tools: ReturnType<typeof clientOf>, toolId: string, seconds: number) {
+  const latencies: number[] = [];
+  let failed = 0;
+  const calls: Promise<void>[] = [];
+  const interval = 1000 / QUIET_RPS;
+  const start = performance.now();
+  for (let i = 0; i < seconds * QUIET_RPS; i++) {
+    const due = start + i * interval;
+    const wait = due - performance.now();
+    if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
+    calls.push(
+      (async () => {
+        const t0 = performance.now();
+        try {
+          await tools.getTool({ toolId });
+          latencies.push(performance.now() - t0);
+        } catch {
+          failed++;
+        }
+      })(),
+    );
+  }
+  await Promise.all(calls);
+  return { latencies, failed };
+}
+
+function summary({ latencies, failed }: { latencies: number[]; failed: number }) {
+  const sorted = [...latencies].sort((a, b) => a - b);
+  const pct = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!.toFixed(2);
+  return { p50: pct(50), p99: pct(99), n: sorted.length, failed };
+}
+
+async function waitServing(url: string, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      const res = await fetch(`${url}/grpc.health.v1.Health/Check`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{}",
+        signal: AbortSignal.timeout(2_000),
+      });
+      if (res.ok && ((await res.json()) as { status?: string }).status === "SERVING") return;
+    } catch {
+      // not yet
+    }
+    if (Date.now() > deadline) throw new Error(`the server did not serve within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}

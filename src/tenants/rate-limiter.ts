@@ -1,0 +1,202 @@
+import type { MikroORM } from "@mikro-orm/core";
+import type { EntityManager } from "@mikro-orm/postgresql";
+import { RateLimitedError } from "../common/errors.ts";
+import { scopeToTenant } from "../db/tenant.ts";
+import type { Logger } from "../log.ts";
+import type { BucketStore } from "./bucket-store.ts";
+import { effectiveLimits, type Limits } from "./limits.ts";
+import { TenantSettingsRepository } from "./settings.repository.ts";
+
+/** What the rate limiter needs. */
+export interface RateLimiterOptions {
+  /** The shared buckets. */
+  store: BucketStore;
+  /** Where tenants' overrides are read. */
+  orm: MikroORM;
+  /** The configured default limits. */
+  defaults: Limits;
+  /** How long a tenant's limits are kept before being read again, in ms. */
+  cacheMs: number;
+  logger: Logger;
+}
+
+// Tenants whose limits are kept at most; the oldest entry goes first.
+const MAX_CACHED_TENANTS = 10_000;
+// After the store failed, calls are admitted without asking it for this long.
+const STORE_BACKOFF_MS = 1_000;
+// Takes of one tenant in flight at once from this process; its other calls
+// wait in the tenant's own line, not in the database pool's.
+const TAKES_PER_TENANT = 2;
+
+/** A caller waiting in a tenant's line. */
+interface Waiter {
+  enter(): void;
+  abandon(reason: unknown): void;
+}
+
+/** The takes of one tenant in flight, and the calls waiting for a turn. */
+interface Line {
+  running: number;
+  waiting: Waiter[];
+}
+
+/**
+ * Admits or refuses each call of a tenant by its token bucket. The buckets
+ * live in the shared store; this process adds two things of its own:
+ *
+ * - a short cache of each tenant's limits (overrides change rarely; an
+ *   operator's change reaches the process that made it at once and the
+ *   others within `cacheMs`);
+ * - the time until which a tenant's bucket is known to be empty: the store's
+ *   last refusal said when the next whole token appears, and until then no
+ *   call can be admitted (every process only takes tokens), so calls are
+ *   refused here without a store round trip. A flooding tenant costs the
+ *   store about two operations per admitted call, not one per call;
+ * - a line per tenant: at most TAKES_PER_TENANT takes of a tenant are in
+ *   flight at once, the tenant's other calls wait their turn (and are
+ *   refused at once when a take in front of them found the bucket empty).
+ *   Without it a flooding tenant's calls would pile up in the database
+ *   pool's queue, ahead of every other tenant's.
+ *
+ * When the store fails (Redis down), calls are admitted for a moment and a
+ * warning is logged: the limiter protects the service, it must not take it
+ * down.
+ */
+export class RateLimiter {
+  readonly #options: RateLimiterOptions;
+  readonly #limits = new Map<string, { limits: Limits; expires: number }>();
+  readonly #loading = new Map<string, Promise<Limits>>();
+  readonly #emptyUntil = new Map<string, number>();
+  readonly #lines = new Map<string, Line>();
+  #storeDownUntil = 0;
+
+  constructor(options: RateLimiterOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * Takes a token for one call of `tenantId`; throws RESOURCE_EXHAUSTED
+   * (RATE_LIMITED) with the delay when there is none. `signal` ends a wait in
+   * the tenant's line (the call's deadline or cancellation).
+   */
+  async admit(tenantId: string, signal?: AbortSignal): Promise<void> {
+    this.#refuseWhileEmpty(tenantId);
+    const limits = await this.limitsOf(tenantId);
+    if (limits.ratePerSecond <= 0 || performance.now() < this.#storeDownUntil) return;
+    await this.#enter(tenantId, signal);
+    let take;
+    try {
+      // A take ahead in the line may have found the bucket empty meanwhile.
+      this.#refuseWhileEmpty(tenantId);
+      take = await this.#options.store.take(tenantId, limits.ratePerSecond, limits.rateBurst);
+    } catch (error) {
+      if (error instanceof RateLimitedError) throw error;
+      this.#storeDownUntil = performance.now() + STORE_BACKOFF_MS;
+      this.#options.logger.warn("rate-limit store failed; admitting calls unchecked for a moment", {
+        store: this.#options.store.kind,
+        backoffMs: STORE_BACKOFF_MS,
+        error,
+      });
+      return;
+    } finally {
+      this.#leave(tenantId);
+    }
+    if (take.admitted) return;
+    this.#emptyUntil.set(tenantId, performance.now() + take.retryAfterMs);
+    throw refused(take.retryAfterMs);
+  }
+
+  #refuseWhileEmpty(tenantId: string): void {
+    const empty = this.#emptyUntil.get(tenantId);
+    if (empty === undefined) return;
+    const wait = empty - performance.now();
+    if (wait > 0) throw refused(Math.ceil(wait));
+    this.#emptyUntil.delete(tenantId);
+  }
+
+  /** Waits for a turn in the tenant's line. */
+  #enter(tenantId: string, signal: AbortSignal | undefined): Promise<void> {
+    let line = this.#lines.get(tenantId);
+    if (!line) {
+      line = { running: 0, waiting: [] };
+      this.#lines.set(tenantId, line);
+    }
+    if (line.running < TAKES_PER_TENANT) {
+      line.running++;
+      return Promise.resolve();
+    }
+    signal?.throwIfAborted();
+    const waiting = line.waiting;
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = () => waiter.abandon(signal!.reason);
+      const waiter: Waiter = {
+        enter() {
+          signal?.removeEventListener("abort", onAbort);
+          resolve();
+        },
+        abandon(reason) {
+          const at = waiting.indexOf(waiter);
+          if (at >= 0) waiting.splice(at, 1);
+          reject(reason);
+        },
+      };
+      waiting.push(waiter);
+      signal?.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+
+  /** Ends a turn: the next caller in line takes it over. */
+  #leave(tenantId: string): void {
+    const line = this.#lines.get(tenantId);
+    if (!line) return;
+    const next = line.waiting.shift();
+    if (next) {
+      next.enter();
+      return;
+    }
+    line.running--;
+    if (line.running === 0) this.#lines.delete(tenantId);
+  }
+
+  /** The tenant's limits in force, from the cache or the database. */
+  async limitsOf(tenantId: string): Promise<Limits> {
+    const cached = this.#limits.get(tenantId);
+    if (cached && cached.expires > performance.now()) return cached.limits;
+    let loading = this.#loading.get(tenantId);
+    if (!loading) {
+      loading = this.#load(tenantId).finally(() => this.#loading.delete(tenantId));
+      this.#loading.set(tenantId, loading);
+    }
+    return loading;
+  }
+
+  /** Drops what this process knows of a tenant (its limits were just changed here). */
+  forget(tenantId: string): void {
+    this.#limits.delete(tenantId);
+    this.#emptyUntil.delete(tenantId);
+  }
+
+  /** Closes the store. */
+  close(): Promise<void> {
+    return this.#options.store.close();
+  }
+
+  async #load(tenantId: string): Promise<Limits> {
+    // Scoped to the principal's tenant exactly as the request's own
+    // EntityManager is (interceptors/entity-manager.ts).
+    const em = this.#options.orm.em.fork() as EntityManager;
+    scopeToTenant(em, tenantId);
+    const limits = effectiveLimits(await new TenantSettingsRepository(em).find(), this.#options.defaults);
+    this.#limits.delete(tenantId);
+    if (this.#limits.size >= MAX_CACHED_TENANTS) {
+      this.#limits.delete(this.#limits.keys().next().value!);
+    }
+    this.#limits.set(tenantId, { limits, expires: performance.now() + this.#options.cacheMs });
+    if (this.#emptyUntil.size > MAX_CACHED_TENANTS) this.#emptyUntil.clear();
+    return limits;
+  }
+}
+
+function refused(retryAfterMs: number): RateLimitedError {
+  return new RateLimitedError(retryAfterMs, { retry_after_ms: String(retryAfterMs) });
+}

@@ -1,0 +1,158 @@
+import * as http from "node:http";
+import * as http2 from "node:http2";
+
+/*
+ * Raw RPC calls for hostile-input tests: the body is whatever bytes the test
+ * says (a client library would refuse to send most of them), and the answer
+ * is reduced to the status the server sent.
+ */
+
+/** What the server answered. */
+export interface RawAnswer {
+  /** HTTP status. */
+  http: number;
+  /**
+   * The RPC status as a Connect code name ("ok", "invalid_argument"…), or
+   * undefined when the server answered at the HTTP level only (e.g. 415).
+   */
+  code: string | undefined;
+  /** The error message, if any. */
+  message: string;
+}
+
+const GRPC_CODES = [
+  "ok", "canceled", "unknown", "invalid_argument", "deadline_exceeded", "not_found", "already_exists",
+  "permission_denied", "resource_exhausted", "failed_precondition", "aborted", "out_of_range",
+  "unimplemented", "internal", "unavailable", "data_loss", "unauthenticated",
+];
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 8 });
+
+/** Closes the pooled HTTP/1.1 connections. */
+export function closeRawAgents(): void {
+  agent.destroy();
+}
+
+/** The 5-byte envelope of the Connect streaming and gRPC protocols around `data`. */
+export function envelope(data: Uint8Array, flags = 0, declaredLength = data.length): Uint8Array {
+  const out = new Uint8Array(5 + data.length);
+  out[0] = flags;
+  new DataView(out.buffer).setUint32(1, declaredLength >>> 0);
+  out.set(data, 5);
+  return out;
+}
+
+/**
+ * A Connect-protocol call over HTTP/1.1: unary when `stream` is false (the
+ * body is the message), else a streaming call (the body should be enveloped).
+ */
+export function connectCall(
+  baseUrl: string,
+  procedure: string,
+  body: Uint8Array | string,
+  options: { contentType: string; headers?: Record<string, string>; timeoutMs?: number },
+): Promise<RawAnswer> {
+  const url = new URL(procedure, baseUrl);
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      url,
+      {
+        method: "POST",
+        agent,
+        headers: {
+          "content-type": options.contentType,
+          "connect-protocol-version": "1",
+          "connect-timeout-ms": String(options.timeoutMs ?? 10_000),
+          ...options.headers,
+        },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("error", reject);
+        res.on("end", () => resolve(readConnect(res.statusCode ?? 0, String(res.headers["content-type"] ?? ""), Buffer.concat(chunks))));
+      },
+    );
+    // The server may answer (and close) before reading a body it refuses.
+    req.on("error", (err: NodeJS.ErrnoException) => {
+      if (err.code === "ECONNRESET" || err.code === "EPIPE") resolve({ http: 0, code: undefined, message: err.code });
+      else reject(err);
+    });
+    req.end(typeof body === "string" ? body : Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+  });
+}
+
+function readConnect(status: number, contentType: string, body: Buffer): RawAnswer {
+  if (contentType.startsWith("application/connect+")) {
+    // Streaming: envelopes; the end-stream one (flag 2) carries the error, if any.
+    for (let at = 0; at + 5 <= body.length; ) {
+      const flags = body[at]!;
+      const length = body.readUInt32BE(at + 1);
+      const data = body.subarray(at + 5, at + 5 + length);
+      at += 5 + length;
+      if (flags & 2) {
+        const end = JSON.parse(data.toString("utf8") || "{}") as { error?: { code?: string; message?: string } };
+        return { http: status, code: end.error?.code ?? "ok", message: end.error?.message ?? "" };
+      }
+    }
+    return { http: status, code: undefined, message: "stream without end message" };
+  }
+  if (status === 200) return { http: status, code: "ok", message: "" };
+  if (contentType.startsWith("application/json")) {
+    try {
+      const error = JSON.parse(body.toString("utf8")) as { code?: string; message?: string };
+      return { http: status, code: error.code, message: error.message ?? "" };
+    } catch {
+      return { http: status, code: undefined, message: body.toString("utf8").slice(0, 200) };
+    }
+  }
+  return { http: status, code: undefined, message: body.toString("utf8").slice(0, 200) };
+}
+
+/** One HTTP/2 connection for gRPC calls. */
+export interface GrpcSession {
+  /** A gRPC call with an already enveloped body; the status from the trailers (or trailers-only headers). */
+  call(procedure: string, body: Uint8Array, headers?: Record<string, string>, contentType?: string): Promise<RawAnswer>;
+  close(): void;
+}
+
+/** Opens an HTTP/2 (h2c) connection to `baseUrl` for raw gRPC calls. */
+export function grpcSession(baseUrl: string): GrpcSession {
+  const session = http2.connect(baseUrl);
+  session.on("error", () => {});
+  return {
+    call(procedure, body, headers = {}, contentType = "application/grpc+proto") {
+      return new Promise((resolve, reject) => {
+        const stream = session.request({
+          ":method": "POST",
+          ":path": procedure,
+          "content-type": contentType,
+          te: "trailers",
+          "grpc-timeout": "10S",
+          ...headers,
+        });
+        let status = 0;
+        let fromHeaders: RawAnswer | undefined;
+        stream.on("response", (h) => {
+          status = Number(h[":status"]);
+          if (h["grpc-status"] !== undefined) fromHeaders = grpcAnswer(status, h);
+        });
+        stream.on("trailers", (t) => resolve(grpcAnswer(status, t)));
+        stream.on("data", () => {});
+        stream.on("end", () => resolve(fromHeaders ?? { http: status, code: undefined, message: "no grpc-status" }));
+        stream.on("error", (err) => (fromHeaders ? resolve(fromHeaders) : reject(err)));
+        stream.end(Buffer.from(body.buffer, body.byteOffset, body.byteLength));
+      });
+    },
+    close: () => session.close(),
+  };
+}
+
+function grpcAnswer(status: number, headers: http2.IncomingHttpHeaders): RawAnswer {
+  const code = Number(headers["grpc-status"]);
+  return {
+    http: status,
+    code: Number.isInteger(code) ? (GRPC_CODES[code] ?? `code ${code}`) : undefined,
+    message: decodeURIComponent(String(headers["grpc-message"] ?? "")),
+  };
+}
