@@ -1,6 +1,6 @@
 import type { MikroORM } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
-import { scopeToTenant } from "../db/tenant.ts";
+import { forEachTenantWithWork } from "../db/system-jobs.ts";
 import { Execution } from "./execution.entity.ts";
 import { ExecutionRepository } from "./execution.repository.ts";
 import { ExecutionPurge, ExecutionRetention } from "./retention.entity.ts";
@@ -53,25 +53,16 @@ export async function recentPurges(em: EntityManager, limit = 10): Promise<Execu
   return em.find(ExecutionPurge, {}, { orderBy: { createTime: "desc" }, limit });
 }
 
-/**
- * Applies every tenant's retention. A system job: it asks the database which
- * tenants hold executions older than their retention (tenant ids read from
- * the rows themselves, through a SECURITY DEFINER function that returns
- * nothing else), then works through an EntityManager scoped to each tenant.
- */
+/** Applies every tenant's retention, tenant by tenant (see forEachTenantWithWork). */
 export async function applyRetention(orm: MikroORM, now = new Date()): Promise<number> {
-  const tenants = await (orm.em.fork() as EntityManager).execute<{ tenant_id: string }[]>(
+  return forEachTenantWithWork(
+    orm,
     "select tenant_id from tenants_with_expired_executions(?, ?)",
     [now, DEFAULT_RETENTION_DAYS],
+    async (em) => {
+      const olderThan = new Date(now.getTime() - (await retentionDays(em)) * 86_400_000);
+      if ((await em.count(Execution, { createTime: { $lt: olderThan } })) === 0) return 0;
+      return (await purgeExecutions(em, olderThan, "retention")).count;
+    },
   );
-  let purged = 0;
-  for (const { tenant_id: tenantId } of tenants) {
-    const em = orm.em.fork() as EntityManager;
-    scopeToTenant(em, tenantId);
-    const days = await retentionDays(em);
-    const olderThan = new Date(now.getTime() - days * 86_400_000);
-    if ((await em.count(Execution, { createTime: { $lt: olderThan } })) === 0) continue;
-    purged += (await purgeExecutions(em, olderThan, "retention")).count;
-  }
-  return purged;
 }
