@@ -18,6 +18,7 @@ import { entityManagerInterceptor } from "./interceptors/entity-manager.ts";
 import { clientDecodeErrors, errorInterceptor } from "./interceptors/errors.ts";
 import { validationInterceptor } from "./interceptors/validation.ts";
 import { postgresBuckets } from "./tenants/postgres-buckets.ts";
+import { createEarlyAdmission } from "./tenants/early-admission.ts";
 import { createQuotas } from "./tenants/quotas.ts";
 import { rateLimitInterceptor } from "./tenants/rate-limit-interceptor.ts";
 import { RateLimiter } from "./tenants/rate-limiter.ts";
@@ -25,7 +26,7 @@ import { redisBuckets } from "./tenants/redis-buckets.ts";
 import type { Logger } from "./log.ts";
 import { createDatabaseProbe } from "./platform/database-probe.ts";
 import { createHealth, type HealthState } from "./platform/health.ts";
-import { allServices, routes } from "./routes.ts";
+import { allServices, apiServices, routes } from "./routes.ts";
 
 /** A server built but not yet listening; main.ts and the tests share it. */
 export interface AppServer {
@@ -74,6 +75,16 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
     logger,
   });
   const quotas = createQuotas(config.tenantLimits);
+  const authenticator = createAuthenticator(config.tokens);
+  // The rate limit, applied before a call is read when its token is known.
+  const early = createEarlyAdmission({
+    services: apiServices,
+    authenticator,
+    limiter,
+    maxBodyBytes: config.maxMessageBytes,
+    draining: () => draining,
+    logger,
+  });
 
   const handler = connectNodeAdapter({
     routes: routes({
@@ -96,12 +107,12 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
     }),
     // Outermost first: every error is mapped; deadline and auth come before
     // validation, and validation before any database work; the tenant's rate
-    // limit right after auth, so a refused call costs almost nothing.
+    // limit right after auth (for calls not admitted before they were read).
     interceptors: [
       errorInterceptor(logger),
       drainInterceptor(() => draining),
       deadlineInterceptor(config.defaultDeadlineMs),
-      authInterceptor(createAuthenticator(config.tokens)),
+      authInterceptor(authenticator),
       rateLimitInterceptor(limiter),
       validationInterceptor(),
       entityManagerInterceptor(orm),
@@ -111,6 +122,7 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
     maxTimeoutMs: config.maxTimeoutMs,
     shutdownSignal: abortInFlight.signal,
     requestGate: clientDecodeErrors,
+    contextValues: (req) => early.contextValues(req),
   });
   // Health follows the database: NOT_SERVING while it does not answer. The
   // embedded PGlite lives in this process; there is nothing to probe.
@@ -125,7 +137,7 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
     : undefined;
   const cors = createCors(config.corsOrigins);
   const listener = createListener((req, res) => {
-    if (!cors(req, res)) handler(req, res);
+    if (!cors(req, res)) early.handle(req, res, () => handler(req, res));
   }, config.tls);
 
   return {

@@ -2,7 +2,7 @@ import type { Interceptor } from "@connectrpc/connect";
 import { PermissionDeniedError, UnauthenticatedError } from "../common/errors.ts";
 import { operatorMayCall, requirementOf } from "../auth/policy.ts";
 import { principalKey, roleSatisfies } from "../auth/principal.ts";
-import type { Authenticate } from "../auth/tokens.ts";
+import { bearerTokenOf, type Authenticate } from "../auth/tokens.ts";
 
 /**
  * Authenticates the caller and decides whether it may call the method: the
@@ -46,9 +46,9 @@ function tenantIdField(message: object): string {
 }
 
 function bearerToken(header: string | null): string {
-  const match = header?.match(/^Bearer\s+(\S+)\s*$/i);
-  if (!match) {
+  const token = bearerTokenOf(header);
+  if (token === undefined) {
     throw new UnauthenticatedError("missing bearer token: send `authorization: Bearer <JWT>`");
   }
-  return match[1]!;
+  return token;
 }

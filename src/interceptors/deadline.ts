@@ -28,18 +28,23 @@ export function deadlineInterceptor(defaultDeadlineMs: number): Interceptor {
     );
     const signal = AbortSignal.any([req.signal, timer.signal]);
     req.contextValues.set(requestSignalKey, signal);
+    const aborted = rejectOnAbort(signal);
     try {
-      return await Promise.race([next(req), rejectOnAbort(signal)]);
+      return await Promise.race([next(req), aborted.promise]);
     } finally {
       clearTimeout(handle);
+      // Connect aborts req.signal once the call is answered; that is no failure to build.
+      aborted.dispose();
     }
   };
 }
 
-function rejectOnAbort(signal: AbortSignal): Promise<never> {
-  return new Promise((_, reject) => {
-    const fail = () => reject(ConnectError.from(signal.reason, Code.DeadlineExceeded));
-    if (signal.aborted) fail();
-    else signal.addEventListener("abort", fail, { once: true });
+function rejectOnAbort(signal: AbortSignal): { promise: Promise<never>; dispose(): void } {
+  let fail = () => {};
+  const promise = new Promise<never>((_, reject) => {
+    fail = () => reject(ConnectError.from(signal.reason, Code.DeadlineExceeded));
   });
+  if (signal.aborted) fail();
+  else signal.addEventListener("abort", fail, { once: true });
+  return { promise, dispose: () => signal.removeEventListener("abort", fail) };
 }

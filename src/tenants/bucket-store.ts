@@ -2,7 +2,11 @@
 export interface Take {
   /** Whether a token was taken: the call may go on. */
   admitted: boolean;
-  /** When not admitted: how long until the bucket holds a whole token, in ms. */
+  /**
+   * How long until the bucket holds a whole token again, in ms; 0 when it
+   * still holds one after this take. Also given when admitted: the take
+   * that spent the last token says when the next one appears.
+   */
   retryAfterMs: number;
 }
 
@@ -24,7 +28,7 @@ export interface BucketStore {
   close(): Promise<void>;
 }
 
-/** How long until `tokens` (below 1) grows to a whole token at `ratePerSecond`, in ms (at least 1). */
+/** How long until `tokens` grows to a whole token at `ratePerSecond`, in ms: 0 when it is one already, else at least 1. */
 export function msUntilToken(tokens: number, ratePerSecond: number): number {
-  return Math.max(1, Math.ceil(((1 - tokens) * 1000) / ratePerSecond));
+  return tokens >= 1 ? 0 : Math.max(1, Math.ceil(((1 - tokens) * 1000) / ratePerSecond));
 }

@@ -24,10 +24,7 @@ export function postgresBuckets(orm: MikroORM): BucketStore {
         [tenantId, BUCKET, ratePerSecond, burst],
       );
       const row = rows[0]!;
-      return {
-        admitted: row.was_admitted,
-        retryAfterMs: row.was_admitted ? 0 : msUntilToken(Number(row.left_tokens), ratePerSecond),
-      };
+      return { admitted: row.was_admitted, retryAfterMs: msUntilToken(Number(row.left_tokens), ratePerSecond) };
     },
     async close() {},
   };

@@ -48,10 +48,11 @@ interface Line {
  *   operator's change reaches the process that made it at once and the
  *   others within `cacheMs`);
  * - the time until which a tenant's bucket is known to be empty: the store's
- *   last refusal said when the next whole token appears, and until then no
- *   call can be admitted (every process only takes tokens), so calls are
- *   refused here without a store round trip. A flooding tenant costs the
- *   store about two operations per admitted call, not one per call;
+ *   last take (a refusal, or the admission that spent the last token) said
+ *   when the next whole token appears, and until then no call can be
+ *   admitted (every process only takes tokens), so calls are refused here
+ *   without a store round trip. A flooding tenant costs the store about
+ *   one operation per admitted call, not one per call;
  * - a line per tenant: at most TAKES_PER_TENANT takes of a tenant are in
  *   flight at once, the tenant's other calls wait their turn (and are
  *   refused at once when a take in front of them found the bucket empty).
@@ -101,9 +102,8 @@ export class RateLimiter {
     } finally {
       this.#leave(tenantId);
     }
-    if (take.admitted) return;
-    this.#emptyUntil.set(tenantId, performance.now() + take.retryAfterMs);
-    throw refused(take.retryAfterMs);
+    if (take.retryAfterMs > 0) this.#emptyUntil.set(tenantId, performance.now() + take.retryAfterMs);
+    if (!take.admitted) throw refused(take.retryAfterMs);
   }
 
   #refuseWhileEmpty(tenantId: string): void {
@@ -197,6 +197,7 @@ export class RateLimiter {
   }
 }
 
-function refused(retryAfterMs: number): RateLimitedError {
+/** The error of a call refused by the rate limit, `retryAfterMs` before a token is there. */
+export function refused(retryAfterMs: number): RateLimitedError {
   return new RateLimitedError(retryAfterMs, { retry_after_ms: String(retryAfterMs) });
 }

@@ -46,7 +46,7 @@ export function redisBuckets(url: string, commandTimeoutMs = 500): BucketStore {
     kind: "redis",
     async take(tenantId, ratePerSecond, burst): Promise<Take> {
       const [admitted, tokens] = await redis.takeToken(`agent-platform:rate:${tenantId}:api`, ratePerSecond, burst);
-      return { admitted: admitted === 1, retryAfterMs: admitted === 1 ? 0 : msUntilToken(Number(tokens), ratePerSecond) };
+      return { admitted: admitted === 1, retryAfterMs: msUntilToken(Number(tokens), ratePerSecond) };
     },
     async close() {
       await redis.quit().catch(() => redis.disconnect());

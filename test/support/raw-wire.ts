@@ -70,7 +70,7 @@ export function connectCall(
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));
         res.on("error", reject);
-        res.on("end", () => resolve(readConnect(res.statusCode ?? 0, String(res.headers["content-type"] ?? ""), Buffer.concat(chunks))));
+        res.on("end", () => resolve(readAnswer(res.statusCode ?? 0, res.headers, Buffer.concat(chunks))));
       },
     );
     // The server may answer (and close) before reading a body it refuses.
@@ -82,14 +82,37 @@ export function connectCall(
   });
 }
 
-function readConnect(status: number, contentType: string, body: Buffer): RawAnswer {
+/** The enveloped messages of a streaming or gRPC-Web body. */
+function* envelopes(body: Buffer): Generator<{ flags: number; data: Buffer }> {
+  for (let at = 0; at + 5 <= body.length; ) {
+    const length = body.readUInt32BE(at + 1);
+    yield { flags: body[at]!, data: body.subarray(at + 5, at + 5 + length) };
+    at += 5 + length;
+  }
+}
+
+function readAnswer(status: number, headers: http.IncomingHttpHeaders, body: Buffer): RawAnswer {
+  const contentType = String(headers["content-type"] ?? "");
+  if (contentType.startsWith("application/grpc-web")) {
+    // The status is in the headers (trailers-only) or in the trailer frame (flag 0x80).
+    if (headers["grpc-status"] !== undefined) return grpcAnswer(status, headers);
+    for (const { flags, data } of envelopes(body)) {
+      if (flags & 0x80) {
+        const trailer = Object.fromEntries(
+          data
+            .toString("utf8")
+            .split("\r\n")
+            .filter(Boolean)
+            .map((line) => [line.slice(0, line.indexOf(":")).trim().toLowerCase(), line.slice(line.indexOf(":") + 1).trim()]),
+        );
+        return grpcAnswer(status, trailer);
+      }
+    }
+    return { http: status, code: undefined, message: "gRPC-Web answer without a status" };
+  }
   if (contentType.startsWith("application/connect+")) {
     // Streaming: envelopes; the end-stream one (flag 2) carries the error, if any.
-    for (let at = 0; at + 5 <= body.length; ) {
-      const flags = body[at]!;
-      const length = body.readUInt32BE(at + 1);
-      const data = body.subarray(at + 5, at + 5 + length);
-      at += 5 + length;
+    for (const { flags, data } of envelopes(body)) {
       if (flags & 2) {
         const end = JSON.parse(data.toString("utf8") || "{}") as { error?: { code?: string; message?: string } };
         return { http: status, code: end.error?.code ?? "ok", message: end.error?.message ?? "" };
@@ -148,7 +171,7 @@ export function grpcSession(baseUrl: string): GrpcSession {
   };
 }
 
-function grpcAnswer(status: number, headers: http2.IncomingHttpHeaders): RawAnswer {
+function grpcAnswer(status: number, headers: http2.IncomingHttpHeaders | Record<string, string>): RawAnswer {
   const code = Number(headers["grpc-status"]);
   return {
     http: status,

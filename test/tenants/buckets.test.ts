@@ -42,6 +42,18 @@ describe.each(stores)("buckets in $name", ({ enabled, open }) => {
     expect(refused.retryAfterMs).toBeLessThanOrEqual(100);
   });
 
+  it.runIf(enabled)("says when the next token is due on the take that spends the last one", async () => {
+    const t = tenant();
+    // A rate slow enough that the takes themselves refill nothing that matters.
+    const first = await store.take(t, 0.5, 2);
+    expect(first).toEqual({ admitted: true, retryAfterMs: 0 });
+    const last = await store.take(t, 0.5, 2);
+    expect(last.admitted).toBe(true);
+    // From (about) zero tokens, one at 0.5 per second is up to 2 s away.
+    expect(last.retryAfterMs).toBeGreaterThan(1500);
+    expect(last.retryAfterMs).toBeLessThanOrEqual(2000);
+  });
+
   it.runIf(enabled)("refills at the rate and never past the burst", async () => {
     const t = tenant();
     for (let i = 0; i < 2; i++) await store.take(t, 20, 2);

@@ -1,5 +1,6 @@
 import { Migration } from "@mikro-orm/migrations";
-import { APP_ROLE, CREATE_APP_ROLE, enableTenantRls, TENANT_SETTING } from "../rls.ts";
+import { APP_ROLE, CREATE_APP_ROLE, enableTenantRls } from "../rls.ts";
+import { takeRateTokenFunction } from "./take-rate-token.ts";
 
 // The tenant-owned tables made here, under row-level security like every other.
 const TABLES = ["tenant_settings", "tenant_feature_toggles", "rate_limit_buckets"];
@@ -59,38 +60,7 @@ export class Migration20261123050000Tenants extends Migration {
     this.addSql(CREATE_APP_ROLE);
     for (const table of TABLES) enableTenantRls(this, table);
 
-    this.addSql(`
-      create function take_rate_token(p_tenant_id varchar, p_bucket varchar, p_rate float8, p_burst float8)
-        returns table (left_tokens float8, was_admitted boolean)
-        language plpgsql volatile set search_path = pg_catalog, pg_temp as $$
-      declare
-        previous text := current_setting('${TENANT_SETTING}', true);
-        now_ts timestamptz := statement_timestamp();
-        row_tokens float8;
-        row_time timestamptz;
-        level float8;
-      begin
-        perform set_config('${TENANT_SETTING}', p_tenant_id, true);
-        insert into public.rate_limit_buckets (tenant_id, bucket, tokens, refill_time)
-          values (p_tenant_id, p_bucket, p_burst, now_ts)
-          on conflict (tenant_id, bucket) do nothing;
-        select b.tokens, b.refill_time into row_tokens, row_time
-          from public.rate_limit_buckets b
-         where b.tenant_id = p_tenant_id and b.bucket = p_bucket
-           for update;
-        -- What was left plus the rate times the seconds since the last take,
-        -- capped at the burst. statement_timestamp() is one clock for every
-        -- process; a take that started before the last one committed refills
-        -- nothing rather than going back in time.
-        level := least(p_burst, row_tokens + p_rate * greatest(0, extract(epoch from (now_ts - row_time))::float8));
-        was_admitted := level >= 1;
-        left_tokens := case when was_admitted then level - 1 else level end;
-        update public.rate_limit_buckets b
-           set tokens = left_tokens, refill_time = greatest(row_time, now_ts)
-         where b.tenant_id = p_tenant_id and b.bucket = p_bucket;
-        perform set_config('${TENANT_SETTING}', coalesce(previous, ''), true);
-        return next;
-      end $$`);
+    this.addSql(takeRateTokenFunction({ create: "create", asyncCommit: false }));
     this.addSql(`revoke all on function take_rate_token(varchar, varchar, float8, float8) from public`);
     this.addSql(`grant execute on function take_rate_token(varchar, varchar, float8, float8) to ${APP_ROLE}`);
 

@@ -5,6 +5,7 @@ import { Migration20261123030000Executions } from "./Migration20261123030000Exec
 import { Migration20261123040000Idempotency } from "./Migration20261123040000Idempotency.ts";
 import { Migration20261123050000Tenants } from "./Migration20261123050000Tenants.ts";
 import { Migration20261124000000RowLevelSecurity } from "./Migration20261124000000RowLevelSecurity.ts";
+import { Migration20261125000000AsyncRateTokens } from "./Migration20261125000000AsyncRateTokens.ts";
 
 /**
  * Every migration, in order. Listed explicitly (not discovered from the file
@@ -18,4 +19,5 @@ export const migrations = [
   { name: "Migration20261123040000Idempotency", class: Migration20261123040000Idempotency },
   { name: "Migration20261123050000Tenants", class: Migration20261123050000Tenants },
   { name: "Migration20261124000000RowLevelSecurity", class: Migration20261124000000RowLevelSecurity },
+  { name: "Migration20261125000000AsyncRateTokens", class: Migration20261125000000AsyncRateTokens },
 ];
