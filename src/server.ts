@@ -19,6 +19,8 @@ import { clientDecodeErrors, errorInterceptor } from "./interceptors/errors.ts";
 import { validationInterceptor } from "./interceptors/validation.ts";
 import { postgresBuckets } from "./tenants/postgres-buckets.ts";
 import { createEarlyAdmission } from "./tenants/early-admission.ts";
+import { fairShareInterceptor } from "./tenants/fair-share-interceptor.ts";
+import { TenantLines } from "./tenants/lines.ts";
 import { createQuotas } from "./tenants/quotas.ts";
 import { rateLimitInterceptor } from "./tenants/rate-limit-interceptor.ts";
 import { RateLimiter } from "./tenants/rate-limiter.ts";
@@ -107,7 +109,8 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
     }),
     // Outermost first: every error is mapped; deadline and auth come before
     // validation, and validation before any database work; the tenant's rate
-    // limit right after auth (for calls not admitted before they were read).
+    // limit right after auth (for calls not admitted before they were read),
+    // its fair share of the database right before the work.
     interceptors: [
       errorInterceptor(logger),
       drainInterceptor(() => draining),
@@ -115,6 +118,7 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
       authInterceptor(authenticator),
       rateLimitInterceptor(limiter),
       validationInterceptor(),
+      fairShareInterceptor(new TenantLines(config.tenantCallsInFlight)),
       entityManagerInterceptor(orm),
     ],
     readMaxBytes: config.maxMessageBytes,

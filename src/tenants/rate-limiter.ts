@@ -5,6 +5,7 @@ import { scopeToTenant } from "../db/tenant.ts";
 import type { Logger } from "../log.ts";
 import type { BucketStore } from "./bucket-store.ts";
 import { effectiveLimits, type Limits } from "./limits.ts";
+import { TenantLines } from "./lines.ts";
 import { TenantSettingsRepository } from "./settings.repository.ts";
 
 /** What the rate limiter needs. */
@@ -27,18 +28,6 @@ const STORE_BACKOFF_MS = 1_000;
 // Takes of one tenant in flight at once from this process; its other calls
 // wait in the tenant's own line, not in the database pool's.
 const TAKES_PER_TENANT = 2;
-
-/** A caller waiting in a tenant's line. */
-interface Waiter {
-  enter(): void;
-  abandon(reason: unknown): void;
-}
-
-/** The takes of one tenant in flight, and the calls waiting for a turn. */
-interface Line {
-  running: number;
-  waiting: Waiter[];
-}
 
 /**
  * Admits or refuses each call of a tenant by its token bucket. The buckets
@@ -68,7 +57,7 @@ export class RateLimiter {
   readonly #limits = new Map<string, { limits: Limits; expires: number }>();
   readonly #loading = new Map<string, Promise<Limits>>();
   readonly #emptyUntil = new Map<string, number>();
-  readonly #lines = new Map<string, Line>();
+  readonly #lines = new TenantLines(TAKES_PER_TENANT);
   #storeDownUntil = 0;
 
   constructor(options: RateLimiterOptions) {
@@ -84,7 +73,7 @@ export class RateLimiter {
     this.#refuseWhileEmpty(tenantId);
     const limits = await this.limitsOf(tenantId);
     if (limits.ratePerSecond <= 0 || performance.now() < this.#storeDownUntil) return;
-    await this.#enter(tenantId, signal);
+    await this.#lines.enter(tenantId, signal);
     let take;
     try {
       // A take ahead in the line may have found the bucket empty meanwhile.
@@ -100,7 +89,7 @@ export class RateLimiter {
       });
       return;
     } finally {
-      this.#leave(tenantId);
+      this.#lines.leave(tenantId);
     }
     if (take.retryAfterMs > 0) this.#emptyUntil.set(tenantId, performance.now() + take.retryAfterMs);
     if (!take.admitted) throw refused(take.retryAfterMs);
@@ -112,50 +101,6 @@ export class RateLimiter {
     const wait = empty - performance.now();
     if (wait > 0) throw refused(Math.ceil(wait));
     this.#emptyUntil.delete(tenantId);
-  }
-
-  /** Waits for a turn in the tenant's line. */
-  #enter(tenantId: string, signal: AbortSignal | undefined): Promise<void> {
-    let line = this.#lines.get(tenantId);
-    if (!line) {
-      line = { running: 0, waiting: [] };
-      this.#lines.set(tenantId, line);
-    }
-    if (line.running < TAKES_PER_TENANT) {
-      line.running++;
-      return Promise.resolve();
-    }
-    signal?.throwIfAborted();
-    const waiting = line.waiting;
-    return new Promise<void>((resolve, reject) => {
-      const onAbort = () => waiter.abandon(signal!.reason);
-      const waiter: Waiter = {
-        enter() {
-          signal?.removeEventListener("abort", onAbort);
-          resolve();
-        },
-        abandon(reason) {
-          const at = waiting.indexOf(waiter);
-          if (at >= 0) waiting.splice(at, 1);
-          reject(reason);
-        },
-      };
-      waiting.push(waiter);
-      signal?.addEventListener("abort", onAbort, { once: true });
-    });
-  }
-
-  /** Ends a turn: the next caller in line takes it over. */
-  #leave(tenantId: string): void {
-    const line = this.#lines.get(tenantId);
-    if (!line) return;
-    const next = line.waiting.shift();
-    if (next) {
-      next.enter();
-      return;
-    }
-    line.running--;
-    if (line.running === 0) this.#lines.delete(tenantId);
   }
 
   /** The tenant's limits in force, from the cache or the database. */

@@ -9,7 +9,16 @@ import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { openDatabase } from "../../src/db/orm.ts";
 import { clientOf, Code, connectJson, errorOf } from "../support/clients.ts";
 import { onPostgres } from "../support/db.ts";
-import { asSuperuser, eventually, internalErrors, rowCounter, serverOver, type FaultServer } from "../support/faults.ts";
+import {
+  eventually,
+  internalErrors,
+  rowCounter,
+  serverOver,
+  serviceSessions,
+  superuserSession,
+  waitingOnLocks,
+  type FaultServer,
+} from "../support/faults.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
 
 /*
@@ -33,26 +42,7 @@ beforeAll(async () => {
 });
 afterAll(() => s?.close());
 
-/** A superuser session on the test's database, to hold locks and cancel backends. */
-async function session(): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: asSuperuser(s.db.config.url!) });
-  client.on("error", () => {});
-  await client.connect();
-  return client;
-}
-
-/** The service's sessions on the test's database (the owner's and the test's own aside), as they are now. */
-async function serviceSessions(admin: pg.Client): Promise<{ pid: number; state: string; wait_event_type: string | null; query: string }[]> {
-  // pg_stat_activity is read once per transaction unless its snapshot is cleared.
-  await admin.query("select pg_stat_clear_snapshot()");
-  const { rows } = await admin.query(
-    `select pid, state, wait_event_type, query from pg_stat_activity
-      where datname = current_database() and pid <> pg_backend_pid() and usename <> 'postgres'`,
-  );
-  return rows;
-}
-
-const waitingOnLocks = async (admin: pg.Client) => (await serviceSessions(admin)).filter((a) => a.state === "active" && a.wait_event_type === "Lock");
+const session = () => superuserSession(s.db.config.url!);
 
 describe("PostgreSQL errors through the one error mapper", () => {
   beforeAll(async () => {

@@ -105,6 +105,32 @@ export interface FaultServer {
   close(): Promise<void>;
 }
 
+/** A superuser session on the database of `url`, to hold locks and cancel backends. */
+export async function superuserSession(url: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: asSuperuser(url) });
+  client.on("error", () => {});
+  await client.connect();
+  return client;
+}
+
+/** The service's sessions on the session's database (the owner's and the session's own aside), as they are now. */
+export async function serviceSessions(
+  admin: pg.Client,
+): Promise<{ pid: number; state: string; wait_event_type: string | null; query: string }[]> {
+  // pg_stat_activity is read once per transaction unless its snapshot is cleared.
+  await admin.query("select pg_stat_clear_snapshot()");
+  const { rows } = await admin.query(
+    `select pid, state, wait_event_type, query from pg_stat_activity
+      where datname = current_database() and pid <> pg_backend_pid() and usename <> 'postgres'`,
+  );
+  return rows;
+}
+
+/** The service's sessions that wait for a lock now. */
+export async function waitingOnLocks(admin: pg.Client) {
+  return (await serviceSessions(admin)).filter((a) => a.state === "active" && a.wait_event_type === "Lock");
+}
+
 /** Starts a server over `orm`; `env` adds configuration (DATABASE_URL turns the database probe on). */
 export async function serverOver(orm: MikroORM, env: Record<string, string>): Promise<FaultServer> {
   const logs: string[] = [];
