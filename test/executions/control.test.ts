@@ -1,10 +1,5 @@
-import { spawn, type ChildProcess } from "node:child_process";
 import { randomBytes, randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
 import * as http from "node:http";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { JsonObject, MessageInitShape } from "@bufbuild/protobuf";
 import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -15,14 +10,16 @@ import { CredentialService } from "../../gen/agentplatform/v1/credential_service
 import { ExecutionStatus, type Execution, type ExecutionEvent } from "../../gen/agentplatform/v1/execution_pb.js";
 import { ExecutionService } from "../../gen/agentplatform/v1/execution_service_pb.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { Health, HealthCheckResponse_ServingStatus } from "../../gen/grpc/health/v1/health_pb.js";
 import { mintToken } from "../../src/auth/tokens.ts";
 import { loadConfig } from "../../src/config.ts";
-import { migrateUp, openDatabase } from "../../src/db/orm.ts";
 import { createLogger } from "../../src/log.ts";
 import { createAppServer } from "../../src/server.ts";
 import { clientOf, Code, connectJson, errorOf } from "../support/clients.ts";
 import { onPostgres } from "../support/db.ts";
+import { eventually } from "../support/faults.ts";
+import { upstream, type Route, type Upstream } from "../support/upstream.ts";
+import { sleep, within } from "../support/wait.ts";
+import { freshStore, startMain, type MainProcess, type Store } from "../support/main-process.ts";
 import { startTestServer, TEST_CREDENTIAL_KEYS, TEST_SECRET, type TestServer } from "../support/server.ts";
 
 /*
@@ -39,113 +36,6 @@ let creds: ReturnType<typeof clientOf<typeof CredentialService>>;
 let executions: ReturnType<typeof clientOf<typeof ExecutionService>>;
 
 // ---------------------------------------------------------------- fakes --
-
-/** One request the webhook fake received. */
-interface Received {
-  path: string;
-  json: Record<string, unknown> | undefined;
-  /** Settles when the connection closed before the answer was complete (the caller gave up). */
-  aborted: Promise<void>;
-  wasAborted: boolean;
-}
-
-type Route = (req: Received, res: http.ServerResponse) => void | Promise<void>;
-
-interface Upstream {
-  url: string;
-  requests: Received[];
-  route(path: string, handler: Route): void;
-  close(): Promise<void>;
-}
-
-/** A real HTTP server on 127.0.0.1:0 that records requests and answers by path. */
-async function upstream(): Promise<Upstream> {
-  const routes = new Map<string, Route>();
-  const requests: Received[] = [];
-  const server = http.createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on("data", (c: Buffer) => chunks.push(c));
-    req.on("end", () => {
-      let json: Record<string, unknown> | undefined;
-      try {
-        json = JSON.parse(Buffer.concat(chunks).toString("utf8")) as Record<string, unknown>;
-      } catch {
-        json = undefined;
-      }
-      let markAborted!: () => void;
-      const rec: Received = {
-        path: (req.url ?? "").split("?")[0]!,
-        json,
-        aborted: new Promise<void>((resolve) => (markAborted = resolve)),
-        wasAborted: false,
-      };
-      requests.push(rec);
-      res.on("close", () => {
-        if (!res.writableFinished) {
-          rec.wasAborted = true;
-          markAborted();
-        }
-      });
-      const handler = routes.get(rec.path);
-      if (!handler) {
-        res.writeHead(404, { "content-type": "text/plain" }).end("no route");
-        return;
-      }
-      Promise.resolve(handler(rec, res)).catch((err: unknown) => {
-        if (!res.headersSent) res.writeHead(500, { "content-type": "text/plain" });
-        res.end(String(err));
-      });
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    requests,
-    route: (path, handler) => void routes.set(path, handler),
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
-
-const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
-
-/** `promise`, or a failure naming `what` after `ms`. */
-async function within<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  try {
-    return await Promise.race([
-      promise,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`${what}: not within ${ms} ms`)), ms);
-      }),
-    ]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
-
-/** Polls `check` until it returns a value, failing after `ms`. */
-async function eventually<T>(check: () => Promise<T | undefined> | T | undefined, ms: number, what: string): Promise<T> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
-    await sleep(50);
-  }
-}
-
-/** A free port: bound once, then released. */
-async function freePort(): Promise<number> {
-  const server = http.createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const port = (server.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 function sse(res: http.ServerResponse, data: unknown): boolean {
   return res.write(`data: ${JSON.stringify(data)}\n\n`);
@@ -547,109 +437,23 @@ describe("graceful shutdown", () => {
 
 // ------------------------------------------------- separate processes --
 
-/** A server process started from src/main.ts. */
-interface Proc {
-  url: string;
-  child: ChildProcess;
-  output: string[];
-  exited: Promise<number | null>;
-}
-
-/** Where spawned servers keep their data: a fresh PostgreSQL database, or a PGlite folder on disk. */
-interface Store {
-  env: Record<string, string>;
-  drop(): Promise<void>;
-}
-
-const PROCESS_DB = `agent_platform_exec_${process.env.VITEST_POOL_ID ?? "0"}_${process.pid}`;
-
-async function adminSql(statements: string[]): Promise<void> {
-  const client = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL });
-  await client.connect();
-  try {
-    for (const sql of statements) await client.query(sql);
-  } finally {
-    await client.end();
-  }
-}
-
-async function freshStore(): Promise<Store> {
-  if (!onPostgres) {
-    const dir = mkdtempSync(join(tmpdir(), "agent-platform-exec-"));
-    return { env: { DATA_DIR: dir }, drop: async () => rmSync(dir, { recursive: true, force: true }) };
-  }
-  await adminSql([`drop database if exists ${PROCESS_DB} with (force)`, `create database ${PROCESS_DB}`]);
-  const url = new URL(process.env.TEST_DATABASE_URL!);
-  url.pathname = `/${PROCESS_DB}`;
-  // Migrated once here, so processes starting together do not race to migrate.
-  const orm = await openDatabase({ url: url.toString(), poolMax: 1, dataDir: "" });
-  await migrateUp(orm);
-  await orm.close();
-  return { env: { DATABASE_URL: url.toString() }, drop: () => adminSql([`drop database if exists ${PROCESS_DB} with (force)`]) };
-}
-
 const CHILD_KEYS = `k1:${randomBytes(32).toString("base64")}`;
 
-async function startProcess(store: Store, instanceId: string, extraEnv: Record<string, string> = {}): Promise<Proc> {
-  const port = await freePort();
-  const child = spawn(process.execPath, ["--import", "./scripts/require-node.mjs", "src/main.ts"], {
-    cwd: process.cwd(),
-    env: {
-      PATH: process.env.PATH ?? "",
-      HOME: process.env.HOME ?? "",
-      PORT: String(port),
-      HOST: "127.0.0.1",
-      JWT_SECRET: TEST_SECRET,
-      CREDENTIAL_KEYS: CHILD_KEYS,
-      INSTANCE_ID: instanceId,
-      PURGE_INTERVAL_MS: "0",
-      RETENTION_INTERVAL_MS: "0",
-      LOG_LEVEL: "info",
-      ...store.env,
-      ...extraEnv,
-    },
-    stdio: ["ignore", "pipe", "pipe"],
+/** Starts src/main.ts as instance `instanceId` on `store`. */
+function startProcess(store: Store, instanceId: string, extraEnv: Record<string, string> = {}): Promise<MainProcess> {
+  return startMain({
+    JWT_SECRET: TEST_SECRET,
+    CREDENTIAL_KEYS: CHILD_KEYS,
+    INSTANCE_ID: instanceId,
+    PURGE_INTERVAL_MS: "0",
+    RETENTION_INTERVAL_MS: "0",
+    LOG_LEVEL: "info",
+    ...store.env,
+    ...extraEnv,
   });
-  const output: string[] = [];
-  child.stdout!.on("data", (d: Buffer) => output.push(d.toString()));
-  child.stderr!.on("data", (d: Buffer) => output.push(d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-  const proc = { url: `http://127.0.0.1:${port}`, child, output, exited };
-  const health = clientOf(Health, connectJson(proc.url));
-  let exitCode: number | null | undefined;
-  void exited.then((code) => (exitCode = code));
-  try {
-    await eventually(
-      async () => {
-        if (exitCode !== undefined) throw new Error(`the server exited with ${exitCode}`);
-        const res = await health.check({ service: "" }, { timeoutMs: 1000 }).catch(() => undefined);
-        return res?.status === HealthCheckResponse_ServingStatus.SERVING ? true : undefined;
-      },
-      45_000,
-      `instance ${instanceId} SERVING`,
-    );
-  } catch (err) {
-    await stopProcess(proc);
-    throw new Error(`${(err as Error).message}\n${output.join("")}`);
-  }
-  return proc;
 }
 
-/** SIGTERM, then SIGKILL if it does not exit in time. */
-async function stopProcess(proc: Proc | undefined): Promise<void> {
-  if (!proc || proc.child.exitCode !== null || proc.child.signalCode !== null) return;
-  proc.child.kill("SIGTERM");
-  const exited = await within(proc.exited, 10_000, "exit after SIGTERM").then(
-    () => true,
-    () => false,
-  );
-  if (!exited) {
-    proc.child.kill("SIGKILL");
-    await within(proc.exited, 5000, "exit after SIGKILL");
-  }
-}
-
-async function clientsOf(proc: Proc) {
+async function clientsOf(proc: MainProcess) {
   const transport = connectJson(proc.url, await mintToken(new TextEncoder().encode(TEST_SECRET), {
     tenants: [TENANT],
     roles: ["editor"],
@@ -663,9 +467,9 @@ describe("two server processes on one database", () => {
   it.runIf(onPostgres)(
     "a cancel through one stops the run on the other, whose stream ends CANCELLED",
     async () => {
-      const store = await freshStore();
-      let a: Proc | undefined;
-      let b: Proc | undefined;
+      const store = await freshStore("exec", { migrated: true });
+      let a: MainProcess | undefined;
+      let b: MainProcess | undefined;
       try {
         // Default ORPHAN_AFTER_MS: heartbeats every 15 s, so a prompt stop can only come from the cancel bus.
         [a, b] = await Promise.all([startProcess(store, "instance-a"), startProcess(store, "instance-b")]);
@@ -691,7 +495,7 @@ describe("two server processes on one database", () => {
         const { execution } = await onA.executions.getExecution({ executionId: id });
         expect(execution?.status).toBe(ExecutionStatus.CANCELLED);
       } finally {
-        await Promise.all([stopProcess(a), stopProcess(b)]);
+        await Promise.all([a?.stop(), b?.stop()]);
         await store.drop();
       }
     },
@@ -701,9 +505,9 @@ describe("two server processes on one database", () => {
   it.runIf(onPostgres)(
     "WatchExecution through one instance ends with the completed event of a run that stops late on the other",
     async () => {
-      const store = await freshStore();
-      let a: Proc | undefined;
-      let b: Proc | undefined;
+      const store = await freshStore("exec", { migrated: true });
+      let a: MainProcess | undefined;
+      let b: MainProcess | undefined;
       try {
         // Heartbeats every 2 s: without the cancel bus, A notices a cancel within about 2 s.
         const env = { ORPHAN_AFTER_MS: "8000" };
@@ -748,7 +552,7 @@ describe("two server processes on one database", () => {
         expect(completedOf(watched.events)?.status).toBe(ExecutionStatus.CANCELLED);
         expect(watched.events.map((e) => e.sequence)).toEqual(onAStream.events.map((e) => e.sequence));
       } finally {
-        await Promise.all([stopProcess(a), stopProcess(b)]);
+        await Promise.all([a?.stop(), b?.stop()]);
         await store.drop();
       }
     },
@@ -758,15 +562,15 @@ describe("two server processes on one database", () => {
 
 describe("after SIGKILL mid-run (restart with the same INSTANCE_ID and data)", () => {
   let store: Store | undefined;
-  let first: Proc | undefined;
-  let second: Proc | undefined;
+  let first: MainProcess | undefined;
+  let second: MainProcess | undefined;
   let after: Awaited<ReturnType<typeof clientsOf>>;
   let executionId: string;
   let agentId: string;
   const endpoint = () => `${fake.url}/hang`;
 
   beforeAll(async () => {
-    store = await freshStore();
+    store = await freshStore("exec", { migrated: true });
     first = await startProcess(store, "crash-instance");
     const before = await clientsOf(first);
     const created = await agent("crash", { endpoint: endpoint(), timeout_ms: 600_000 }, {}, before.agents);
@@ -793,7 +597,7 @@ describe("after SIGKILL mid-run (restart with the same INSTANCE_ID and data)", (
 
   afterAll(async () => {
     if (first && first.child.exitCode === null && first.child.signalCode === null) first.child.kill("SIGKILL");
-    await stopProcess(second);
+    await second?.stop();
     await store?.drop();
   }, 60_000);
 

@@ -1,7 +1,7 @@
 import pg from "pg";
 
 // Databases the suites create are named `agent_platform_<kind>_<slot>_<pid>`.
-const OWNED = /^agent_platform_(test|exec|proc)_\d+_(\d+)$/;
+const OWNED = /^agent_platform_([a-z]+)_\d+_(\d+)$/;
 
 /**
  * Says once which database the suite runs on (so a green run on the wrong

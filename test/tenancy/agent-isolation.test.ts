@@ -1,5 +1,4 @@
-import { fromBinary, toJson, type DescMessage } from "@bufbuild/protobuf";
-import type { Client, ConnectError } from "@connectrpc/connect";
+import type { Client } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentType, AgentVisibility, type Agent, type AgentTemplate } from "../../gen/agentplatform/v1/agent_pb.js";
 import { AgentService } from "../../gen/agentplatform/v1/agent_service_pb.js";
@@ -15,6 +14,7 @@ import {
 import type { Role } from "../../src/auth/principal.ts";
 import { clientOf, Code, connectJson, errorOf } from "../support/clients.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
+import { observable } from "../support/observable.ts";
 
 /*
  * Tenant isolation of AgentService. Tenant A owns agents (with versions and
@@ -53,21 +53,6 @@ async function as(tenant: string, role: Role, subject: string) {
   return found;
 }
 
-const DETAIL_SCHEMAS: Record<string, DescMessage> = {
-  [ErrorInfoSchema.typeName]: ErrorInfoSchema,
-  [BadRequestSchema.typeName]: BadRequestSchema,
-  [PreconditionFailureSchema.typeName]: PreconditionFailureSchema,
-};
-
-/** What a client can observe of an error, with `id` replaced by a placeholder. */
-function observable(err: ConnectError, id: string) {
-  const details = err.details.map((d) => {
-    if (!("type" in d)) throw new Error("expected a detail received from the server");
-    const schema = DETAIL_SCHEMAS[d.type];
-    return { type: d.type, value: schema ? toJson(schema, fromBinary(schema, d.value)) : Buffer.from(d.value).toString("base64") };
-  });
-  return JSON.parse(JSON.stringify({ code: Code[err.code], message: err.rawMessage, details }).replaceAll(id, "<id>")) as unknown;
-}
 
 /** A's world, as read by A before B does anything. */
 interface Snapshot {

@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Agent } from "node:http";
-import { createClient, type Client, type ConnectError, type Interceptor } from "@connectrpc/connect";
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentType } from "../../gen/agentplatform/v1/agent_pb.js";
@@ -12,6 +12,7 @@ import type { Role } from "../../src/auth/principal.ts";
 import { Credential } from "../../src/credentials/credential.entity.ts";
 import { Code, errorOf } from "../support/clients.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
+import { observable } from "../support/observable.ts";
 import { emFor, resolveAs } from "../credentials/support.ts";
 
 /*
@@ -41,20 +42,6 @@ function as<S extends typeof CredentialService | typeof AgentService>(service: S
     service,
     createConnectTransport({ baseUrl: s.url, httpVersion: "1.1", useBinaryFormat: false, interceptors: [bearer], nodeOptions: { agent: httpAgent } }),
   );
-}
-
-/** Everything a client can observe of a failed call, with `id` replaced by a placeholder. */
-function observable(err: ConnectError, id: string) {
-  const hide = (text: string) => text.replaceAll(id, "<id>");
-  return {
-    code: Code[err.code],
-    message: hide(err.rawMessage),
-    details: err.details.map((d) => {
-      const { type, value } = d as { type: string; value: Uint8Array };
-      return { type, bytes: hide(Buffer.from(value).toString("latin1")) };
-    }),
-    metadata: [...err.metadata.entries()].filter(([name]) => name !== "date").map(([n, v]) => [n, hide(v)]),
-  };
 }
 
 const bearerSecret = (token: string) => ({ value: { case: "bearerToken" as const, value: { token } } });

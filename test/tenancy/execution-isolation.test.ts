@@ -1,17 +1,17 @@
-import { fromBinary, toJson, type DescMessage } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import type { Client, ConnectError } from "@connectrpc/connect";
+import type { Client } from "@connectrpc/connect";
 import type { EntityManager } from "@mikro-orm/postgresql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AgentService } from "../../gen/agentplatform/v1/agent_service_pb.js";
 import { ExecutionStatus, type Execution as ExecutionMessage } from "../../gen/agentplatform/v1/execution_pb.js";
 import { ExecutionService, StatsBucketSize } from "../../gen/agentplatform/v1/execution_service_pb.js";
-import { BadRequestSchema, ErrorInfoSchema, PreconditionFailureSchema } from "../../gen/google/rpc/error_details_pb.js";
+import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import type { Role } from "../../src/auth/principal.ts";
 import { scopeToTenant } from "../../src/db/tenant.ts";
 import { Execution } from "../../src/executions/execution.entity.ts";
 import { clientOf, Code, connectJson, errorOf } from "../support/clients.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
+import { observable } from "../support/observable.ts";
 
 /*
  * Tenant isolation of ExecutionService. Tenant A runs executions (a parent
@@ -44,21 +44,6 @@ async function as(tenant: string, role: Role, subject = `${tenant}-${role}`) {
   return found;
 }
 
-const DETAIL_SCHEMAS: Record<string, DescMessage> = {
-  [ErrorInfoSchema.typeName]: ErrorInfoSchema,
-  [BadRequestSchema.typeName]: BadRequestSchema,
-  [PreconditionFailureSchema.typeName]: PreconditionFailureSchema,
-};
-
-/** What a client can observe of an error, with `id` replaced by a placeholder. */
-function observable(err: ConnectError, id: string) {
-  const details = err.details.map((d) => {
-    if (!("type" in d)) throw new Error("expected a detail received from the server");
-    const schema = DETAIL_SCHEMAS[d.type];
-    return { type: d.type, value: schema ? toJson(schema, fromBinary(schema, d.value)) : Buffer.from(d.value).toString("base64") };
-  });
-  return JSON.parse(JSON.stringify({ code: Code[err.code], message: err.rawMessage, details }).replaceAll(id, "<id>")) as unknown;
-}
 
 /** Reads a server stream to its end (its error surfaces here). */
 async function drain(stream: AsyncIterable<unknown>): Promise<number> {

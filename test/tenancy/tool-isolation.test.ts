@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { Agent } from "node:http";
-import { createClient, type Client, type ConnectError, type Interceptor } from "@connectrpc/connect";
+import { createClient, type Client, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Tool as ToolMessage } from "../../gen/agentplatform/v1/tool_pb.js";
@@ -11,6 +11,7 @@ import { scopeToTenant } from "../../src/db/tenant.ts";
 import { Tool } from "../../src/tools/tool.entity.ts";
 import { Code, errorOf } from "../support/clients.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
+import { observable } from "../support/observable.ts";
 
 /*
  * Tenant B, as editor and as admin, calls every ToolService RPC against
@@ -47,25 +48,6 @@ function toolsAs(token: string): Client<typeof ToolService> {
       nodeOptions: { agent },
     }),
   );
-}
-
-/**
- * Everything a client can observe of a failed call, with `id` replaced by a
- * placeholder: code, message, each detail's type and raw bytes (a UUID has
- * the same length everywhere, so the bytes stay comparable), and the
- * response headers and trailers except the date.
- */
-function observable(err: ConnectError, id: string) {
-  const hide = (text: string) => text.replaceAll(id, "<id>");
-  return {
-    code: Code[err.code],
-    message: hide(err.rawMessage),
-    details: err.details.map((d) => {
-      const { type, value } = d as { type: string; value: Uint8Array };
-      return { type, bytes: hide(Buffer.from(value).toString("latin1")) };
-    }),
-    metadata: [...err.metadata.entries()].filter(([name]) => name !== "date").map(([n, v]) => [n, hide(v)]),
-  };
 }
 
 beforeAll(async () => {

@@ -1,7 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import type { ConnectError } from "@connectrpc/connect";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ToolService } from "../../gen/agentplatform/v1/tool_service_pb.js";
@@ -9,7 +6,7 @@ import { mintToken } from "../../src/auth/tokens.ts";
 import { clientOf, Code } from "../support/clients.ts";
 import { onPostgres } from "../support/db.ts";
 import { TEST_CREDENTIAL_KEYS } from "../support/server.ts";
-import { freshDatabase, startMain, type MainProcess } from "./processes.ts";
+import { freshStore, startMain, type MainProcess, type Store } from "../support/main-process.ts";
 import { operatorToken, REDIS_URL, reasonOf, redisUp, tenantsAs, transportOf } from "./support.ts";
 
 /*
@@ -32,22 +29,19 @@ const variants = [
 
 describe.each(variants)("two server processes with buckets in $buckets", ({ env, enabled }) => {
   let servers: MainProcess[] = [];
-  let database: { url: string; drop(): Promise<void> } | undefined;
-  let dataDir: string | undefined;
+  let store: Store | undefined;
   const run = randomUUID().slice(0, 8);
   const token = (tenant: string) =>
     mintToken(new TextEncoder().encode(SECRET), { tenants: [tenant], roles: ["editor"], subject: "shared", ttl: "10m" });
 
   beforeAll(async () => {
     if (!enabled) return;
-    dataDir = mkdtempSync(join(tmpdir(), "agent-platform-shared-"));
-    database = await freshDatabase(`agent_platform_shared_${process.env.VITEST_POOL_ID ?? "0"}_${env.REDIS_URL ? "redis" : "pg"}`);
+    store = await freshStore(env.REDIS_URL ? "sharedredis" : "sharedpg");
     const common = {
       ...env,
-      DATABASE_URL: database.url,
+      ...store.env,
       JWT_SECRET: SECRET,
       CREDENTIAL_KEYS: TEST_CREDENTIAL_KEYS,
-      DATA_DIR: dataDir,
       RATE_LIMIT_PER_SECOND: String(RATE),
       RATE_LIMIT_BURST: String(BURST),
       LOG_LEVEL: "warn",
@@ -61,8 +55,7 @@ describe.each(variants)("two server processes with buckets in $buckets", ({ env,
   afterAll(async () => {
     await Promise.all(servers.map((s) => s.stop()));
     servers = [];
-    await database?.drop();
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+    await store?.drop();
   }, TIMEOUT);
 
   it.runIf(enabled)("admit together no more than one tenant's rate allows", { timeout: TIMEOUT }, async () => {

@@ -1,117 +1,28 @@
 // The real entry point as a user runs it (`npm start`): a child process of
 // src/main.ts, configured only through its environment, stopped by SIGTERM.
-import { execFileSync, spawn, type ChildProcess } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { accessSync, constants, mkdtempSync, rmSync } from "node:fs";
-import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { delimiter, join } from "node:path";
-import { fileURLToPath } from "node:url";
-import pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ToolService } from "../../gen/agentplatform/v1/tool_service_pb.js";
 import { mintToken } from "../../src/auth/tokens.ts";
 import { clientOf, connectJson } from "../support/clients.ts";
 import { onPostgres } from "../support/db.ts";
+import { freePort } from "../support/faults.ts";
+import { exitWithin, freshStore, spawnMain, startMain, stopAll, type MainProcess, type Store } from "../support/main-process.ts";
 
-const root = fileURLToPath(new URL("../../", import.meta.url));
 const SECRET = "process-test-secret-0123456789abcdef0123456789";
 const START_DEADLINE_MS = 60_000;
 const GRACE_MS = 10_000;
 
-/** A running src/main.ts. */
-interface MainProcess {
-  child: ChildProcess;
-  url: string;
-  /** Everything it wrote to stdout and stderr so far. */
-  output(): string;
-  /** Resolves with the exit code (null when killed by a signal). */
-  exited: Promise<number | null>;
-}
+afterAll(stopAll);
 
-const running = new Set<MainProcess>();
-
-/** Kills what a failed test left running (only processes this file started). */
-async function killLeftovers(): Promise<void> {
-  for (const p of running) {
-    p.child.kill("SIGKILL");
-    await p.exited;
-  }
-}
-afterAll(killLeftovers);
-
-/** Spawns `node --import ./scripts/require-node.mjs src/main.ts` with only `env` (plus PATH and HOME). */
-function spawnMain(env: Record<string, string>, node = process.execPath): MainProcess {
-  const child = spawn(node, ["--import", "./scripts/require-node.mjs", "src/main.ts"], {
-    cwd: root,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? tmpdir(), ...env },
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let output = "";
-  child.stdout!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
-  const proc: MainProcess = {
-    child,
-    url: `http://127.0.0.1:${env.PORT ?? ""}`,
-    output: () => output,
-    exited: new Promise((resolve) => child.once("exit", (code) => resolve(code))),
-  };
-  running.add(proc);
-  void proc.exited.then(() => running.delete(proc));
-  return proc;
-}
-
-/**
- * Starts the server on a port picked free, and waits until it logs that it
- * listens there and health answers SERVING. Between picking the port and
- * binding it (seconds: the database opens first) another process may take
- * it; then the server exits with EADDRINUSE and it is started again.
- */
-async function startServer(env: Record<string, string>): Promise<MainProcess> {
-  for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
-    const proc = spawnMain({ ...env, HOST: "127.0.0.1", PORT: String(port), JWT_SECRET: SECRET });
-    const deadline = Date.now() + START_DEADLINE_MS;
-    let exited = false;
-    void proc.exited.then(() => (exited = true));
-    const listening = () => logLines(proc).some((l) => l.msg === "listening" && l.port === port);
-    while (!(listening() && (await serving(proc.url)))) {
-      if (exited) {
-        if (attempt < 3 && proc.output().includes("EADDRINUSE")) break;
-        throw new Error(`src/main.ts exited before serving:\n${proc.output()}`);
-      }
-      if (Date.now() > deadline) throw new Error(`not SERVING within ${START_DEADLINE_MS} ms:\n${proc.output()}`);
-      await new Promise((resolve) => setTimeout(resolve, 200));
-    }
-    if (!exited) return proc;
-  }
-}
-
-/** One health Check over Connect JSON; false while the port is closed or not serving. */
-async function serving(url: string): Promise<boolean> {
-  try {
-    const res = await fetch(`${url}/grpc.health.v1.Health/Check`, {
-      method: "POST",
-      headers: { "content-type": "application/json" },
-      body: "{}",
-      signal: AbortSignal.timeout(2_000),
-    });
-    return res.ok && ((await res.json()) as { status?: string }).status === "SERVING";
-  } catch {
-    return false;
-  }
-}
-
-/** Waits for the exit code, failing after `ms`. */
-async function exitWithin(proc: MainProcess, ms: number): Promise<number | null> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`still running after ${ms} ms:\n${proc.output()}`)), ms);
-  });
-  try {
-    return await Promise.race([proc.exited, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
+/** Starts the server, and waits until it also logged that it listens on its port. */
+function startServer(env: Record<string, string>): Promise<MainProcess> {
+  return startMain({ ...env, JWT_SECRET: SECRET }, (proc, port) =>
+    logLines(proc).some((l) => l.msg === "listening" && l.port === port),
+  );
 }
 
 /** The structured log lines (JSON) the process wrote. */
@@ -121,28 +32,6 @@ function logLines(proc: MainProcess): { msg?: string; port?: number }[] {
     .split("\n")
     .filter((line) => line.startsWith("{"))
     .map((line) => JSON.parse(line));
-}
-
-/** A port nothing listens on right now. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function admin(statements: string[]): Promise<void> {
-  const client = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL });
-  await client.connect();
-  try {
-    for (const sql of statements) await client.query(sql);
-  } finally {
-    await client.end();
-  }
 }
 
 function tempDir(): string {
@@ -155,21 +44,16 @@ const backends: { backend: string; database: boolean }[] = [
 ];
 
 describe.each(backends)("src/main.ts on $backend", ({ database }) => {
-  const dataDir = tempDir();
-  const dbName = `agent_platform_proc_${process.env.VITEST_POOL_ID ?? "0"}_${process.pid}`;
-  const env: Record<string, string> = { DATA_DIR: dataDir, SHUTDOWN_GRACE_MS: String(GRACE_MS) };
+  let store: Store;
+  let env: Record<string, string>;
 
   beforeAll(async () => {
-    if (!database) return;
-    await admin([`drop database if exists ${dbName} with (force)`, `create database ${dbName}`]);
-    const url = new URL(process.env.TEST_DATABASE_URL!);
-    url.pathname = `/${dbName}`;
-    env.DATABASE_URL = url.toString();
+    store = await freshStore("proc", { postgres: database });
+    env = { ...store.env, SHUTDOWN_GRACE_MS: String(GRACE_MS) };
   });
   afterAll(async () => {
-    await killLeftovers();
-    rmSync(dataDir, { recursive: true, force: true });
-    if (database) await admin([`drop database if exists ${dbName} with (force)`]);
+    await stopAll();
+    await store?.drop();
   });
 
   it("serves, stops cleanly on SIGTERM and keeps its data across a restart", { timeout: 3 * START_DEADLINE_MS }, async () => {
@@ -208,7 +92,7 @@ describe("src/main.ts refusing to start", () => {
       expect(await exitWithin(proc, START_DEADLINE_MS)).not.toBe(0);
       expect(proc.output()).toContain("JWT_SECRET");
     } finally {
-      await killLeftovers();
+      await stopAll();
       rmSync(dataDir, { recursive: true, force: true });
     }
   });
@@ -221,7 +105,7 @@ describe("src/main.ts refusing to start", () => {
       expect(await exitWithin(proc, START_DEADLINE_MS)).not.toBe(0);
       expect(proc.output()).toContain("Node >= 22");
     } finally {
-      await killLeftovers();
+      await stopAll();
       rmSync(dataDir, { recursive: true, force: true });
     }
   });
