@@ -17,7 +17,7 @@ import { refused, type RateLimiter } from "./rate-limiter.ts";
 type Request = IncomingMessage | Http2ServerRequest;
 type Response = ServerResponse | Http2ServerResponse;
 
-/** What refusing early needs. */
+/** What early admission needs. */
 export interface EarlyAdmissionOptions {
   /** The services whose methods are rate limited (the platform's own). */
   services: DescService[];
