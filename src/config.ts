@@ -53,8 +53,11 @@ export interface Config {
   orphanAfterMs: number;
   /** How often execution retention is applied, in ms (0: never). */
   retentionIntervalMs: number;
-  /** Unary calls of one tenant doing database work at once in this process (TENANT_CALLS_IN_FLIGHT). */
-  tenantCallsInFlight: number;
+  /**
+   * Unary calls of one tenant running at once in this process
+   * (TENANT_CALLS_IN_FLIGHT); undefined: half the database's connections.
+   */
+  tenantCallsInFlight: number | undefined;
   /** Default per-tenant rate limit and quotas (RATE_LIMIT_*, QUOTA_MAX_*); tenants may have overrides. */
   tenantLimits: Limits;
   /** Redis holding the shared rate-limit buckets (REDIS_URL); undefined: the database holds them. */
@@ -133,8 +136,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxCredentials: int(env, "QUOTA_MAX_CREDENTIALS", 10_000),
       maxConcurrentExecutions: int(env, "QUOTA_MAX_CONCURRENT_EXECUTIONS", 1_000),
     },
-    // Half the pool by default: one tenant's calls leave the other half to the rest.
-    tenantCallsInFlight: Math.max(1, int(env, "TENANT_CALLS_IN_FLIGHT", Math.ceil(int(env, "DB_POOL_MAX", 10) / 2))),
+    tenantCallsInFlight: env.TENANT_CALLS_IN_FLIGHT ? Math.max(1, int(env, "TENANT_CALLS_IN_FLIGHT", 1)) : undefined,
     redisUrl: env.REDIS_URL || undefined,
     tenantSettingsCacheMs: int(env, "TENANT_SETTINGS_CACHE_MS", 1_000),
     logLevel: (env.LOG_LEVEL as LogLevel | undefined) ?? "info",

@@ -7,7 +7,7 @@ import type { Config } from "./config.ts";
 import { developmentKeyring } from "./credentials/keyring.ts";
 import { createCors } from "./http/cors.ts";
 import { createListener } from "./http/listener.ts";
-import { appDatabaseUrl } from "./db/orm.ts";
+import { appDatabaseUrl, connectionsOf } from "./db/orm.ts";
 import { createCancelBus } from "./executions/cancel-bus.ts";
 import { credentialLookup } from "./executions/credential-lookup.ts";
 import { ExecutionRunner } from "./executions/runner.ts";
@@ -79,11 +79,17 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
   const quotas = createQuotas(config.tenantLimits);
   const authenticator = createAuthenticator(config.tokens);
   // The rate limit, applied before a call is read when its token is known.
+  // Half the connections by default: one tenant's calls leave the other
+  // half to the rest (on PGlite, with its one connection: one call each).
+  const shares = new TenantLines(config.tenantCallsInFlight ?? Math.ceil(connectionsOf(orm) / 2));
   const early = createEarlyAdmission({
     services: apiServices,
     authenticator,
     limiter,
+    shares,
     maxBodyBytes: config.maxMessageBytes,
+    defaultDeadlineMs: config.defaultDeadlineMs,
+    maxTimeoutMs: config.maxTimeoutMs,
     draining: () => draining,
     logger,
   });
@@ -118,7 +124,7 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
       authInterceptor(authenticator),
       rateLimitInterceptor(limiter),
       validationInterceptor(),
-      fairShareInterceptor(new TenantLines(config.tenantCallsInFlight)),
+      fairShareInterceptor(shares),
       entityManagerInterceptor(orm),
     ],
     readMaxBytes: config.maxMessageBytes,

@@ -57,6 +57,11 @@ export function abortStrategyOf(orm: MikroORM): InflightQueryAbortStrategy {
   return orm.config.getDriver() instanceof PostgreSqlDriver ? "cancel query" : "ignore query";
 }
 
+/** How many connections the service's queries share: the pool's size, or PGlite's one. */
+export function connectionsOf(orm: MikroORM): number {
+  return orm.config.getDriver() instanceof PostgreSqlDriver ? (orm.config.get("pool")?.max ?? 1) : 1;
+}
+
 // How each open ORM was configured, for migrations (which run as the owner).
 const configs = new WeakMap<MikroORM, DatabaseConfig>();
 

@@ -2,9 +2,18 @@ import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse, OutgoingHttpHeaders } from "node:http2";
 import type { DescService } from "@bufbuild/protobuf";
 import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
-import { createContextKey, createContextValues, type ConnectError, type ContextValues } from "@connectrpc/connect";
-import { codeToHttpStatus, contentTypeUnaryRegExp, errorToJsonBytes } from "@connectrpc/connect/protocol-connect";
-import { contentTypeRegExp as grpcContentType, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { Code, ConnectError, createContextKey, createContextValues, type ContextValues } from "@connectrpc/connect";
+import {
+  codeToHttpStatus,
+  contentTypeUnaryRegExp,
+  errorToJsonBytes,
+  parseTimeout as parseConnectTimeout,
+} from "@connectrpc/connect/protocol-connect";
+import {
+  contentTypeRegExp as grpcContentType,
+  parseTimeout as parseGrpcTimeout,
+  setTrailerStatus,
+} from "@connectrpc/connect/protocol-grpc";
 import { contentTypeRegExp as grpcWebContentType } from "@connectrpc/connect/protocol-grpc-web";
 import { operatorMayCall, requirementOf } from "../auth/policy.ts";
 import { roleSatisfies, type Role } from "../auth/principal.ts";
@@ -12,6 +21,8 @@ import { bearerTokenOf, type Authenticator } from "../auth/tokens.ts";
 import { RateLimitedError } from "../common/errors.ts";
 import { toConnectError } from "../interceptors/errors.ts";
 import type { Logger } from "../log.ts";
+import { shareHeldKey, takesShare } from "./fair-share-interceptor.ts";
+import type { TenantLines } from "./lines.ts";
 import { refused, type RateLimiter } from "./rate-limiter.ts";
 
 type Request = IncomingMessage | Http2ServerRequest;
@@ -24,6 +35,11 @@ export interface EarlyAdmissionOptions {
   /** The auth interceptor's authenticator: its cache of verified tokens. */
   authenticator: Authenticator;
   limiter: RateLimiter;
+  /** The tenants' fair shares (fair-share-interceptor.ts), taken here for the calls admitted here. */
+  shares: TenantLines;
+  /** The default deadline of calls without one, and the longest a client may ask for, in ms. */
+  defaultDeadlineMs: number;
+  maxTimeoutMs: number;
   /** The most a request body may hold; a refused call's body is read and dropped up to it. */
   maxBodyBytes: number;
   /** True while the server drains: every call then gets the drain interceptor's answer. */
@@ -83,41 +99,59 @@ export interface EarlyAdmission {
  * sends.
  */
 export function createEarlyAdmission(options: EarlyAdmissionOptions): EarlyAdmission {
-  const needs = new Map<string, { role: Role; get: boolean }>();
+  const needs = new Map<string, { role: Role; get: boolean; share: boolean }>();
   for (const service of options.services) {
     for (const method of service.methods) {
       const needed = requirementOf(service, method.name);
       if (needed === undefined || needed === "public" || needed === "operator") continue;
       if (operatorMayCall(service, method.name)) continue;
       // Connect serves GET for side-effect-free methods only.
-      needs.set(`/${service.typeName}/${method.name}`, { role: needed, get: method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS });
+      needs.set(`/${service.typeName}/${method.name}`, {
+        role: needed,
+        get: method.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS,
+        share: takesShare(method),
+      });
     }
   }
+  const encode = (error: ConnectError): Prepared => ({
+    statusHeaders: Object.fromEntries(setTrailerStatus(new Headers(), error)),
+    httpStatus: codeToHttpStatus(error.code),
+    json: errorToJsonBytes(error, {}),
+  });
   const prepared = new Map<number, Prepared>();
-  const prepare = (retryAfterMs: number): Prepared => {
+  const rateLimited = (retryAfterMs: number): Prepared => {
     let p = prepared.get(retryAfterMs);
     if (p) return p;
-    const error: ConnectError = toConnectError(refused(retryAfterMs), options.logger);
-    p = {
-      statusHeaders: Object.fromEntries(setTrailerStatus(new Headers(), error)),
-      httpStatus: codeToHttpStatus(error.code),
-      json: errorToJsonBytes(error, {}),
-    };
+    p = encode(toConnectError(refused(retryAfterMs), options.logger));
     if (prepared.size >= MAX_PREPARED) prepared.clear();
     prepared.set(retryAfterMs, p);
     return p;
   };
+  // What the deadline interceptor answers a call that waited past its deadline.
+  const pastDeadline = encode(new ConnectError("the call was cancelled or ran past its deadline", Code.DeadlineExceeded));
+  /** The call's deadline in ms: the client's (gRPC, gRPC-Web or Connect header), else the default one. */
+  const deadlineMsOf = (req: Request): number => {
+    const grpcTimeout = req.headers["grpc-timeout"];
+    const connectTimeout = req.headers["connect-timeout-ms"];
+    const client =
+      typeof grpcTimeout === "string"
+        ? parseGrpcTimeout(grpcTimeout, options.maxTimeoutMs).timeoutMs
+        : typeof connectTimeout === "string"
+          ? parseConnectTimeout(connectTimeout, options.maxTimeoutMs).timeoutMs
+          : undefined;
+    return client ?? options.defaultDeadlineMs;
+  };
 
-  /** How to refuse this call before reading it, or undefined when its protocol needs the body read first. */
-  const refusalOf = (req: Request, res: Response, get: boolean): ((retryAfterMs: number) => void) | undefined => {
+  /** How to answer this call with an error before reading it, or undefined when its protocol needs the body read first. */
+  const refusalOf = (req: Request, res: Response, get: boolean): ((p: Prepared) => void) | undefined => {
     const contentType = req.headers["content-type"] ?? "";
     if (req.method === "POST" && req.httpVersionMajor === 2 && grpcContentType.test(contentType)) {
       // Trailers-only: one HEADERS frame that ends the stream.
-      return (ms) => {
+      return (p) => {
         const stream = (res as Http2ServerResponse).stream;
         if (stream.destroyed || stream.headersSent) return;
         stream.respond(
-          { ...res.getHeaders(), ":status": 200, "content-type": contentType, ...prepare(ms).statusHeaders } as OutgoingHttpHeaders,
+          { ...res.getHeaders(), ":status": 200, "content-type": contentType, ...p.statusHeaders } as OutgoingHttpHeaders,
           { endStream: true },
         );
         req.resume();
@@ -136,9 +170,8 @@ export function createEarlyAdmission(options: EarlyAdmissionOptions): EarlyAdmis
     // connection can carry the client's next call; past the message size
     // limit the answer goes at once and the connection closes after it
     // (src/http/listener.ts), as the full path does with a body too large.
-    return (ms) => {
+    return (p) => {
       if (res.writableEnded || req.destroyed) return;
-      const p = prepare(ms);
       if (req.readableEnded) return answer(p);
       let read = 0;
       const onData = (chunk: Buffer) => {
@@ -153,7 +186,8 @@ export function createEarlyAdmission(options: EarlyAdmissionOptions): EarlyAdmis
     };
   };
 
-  const admitted = new WeakMap<Request, string>();
+  // Calls admitted here: the tenant, and whether its share is held too.
+  const admitted = new WeakMap<Request, { tenantId: string; share: boolean }>();
   return {
     handle(req, res, next) {
       const url = req.url ?? "";
@@ -167,30 +201,65 @@ export function createEarlyAdmission(options: EarlyAdmissionOptions): EarlyAdmis
       if (!principal || principal.operator || !roleSatisfies(principal.role, needed.role)) return next();
       const refuse = refusalOf(req, res, needed.get);
       if (!refuse) return next();
-      // A call whose client goes away while it waits in the tenant's line
-      // leaves the line, and takes no token.
+      // A call whose client goes away while it waits in one of the tenant's
+      // lines leaves it (and takes no token if it was waiting for one).
+      const tenantId = principal.tenantId;
       const gone = new AbortController();
       let waiting = true;
       res.once("close", () => waiting && gone.abort(CLIENT_GONE));
-      options.limiter.admit(principal.tenantId, gone.signal).then(
+      const admittedHere = (share: boolean) => {
+        waiting = false;
+        admitted.set(req, { tenantId, share });
+        next();
+      };
+      options.limiter.admit(tenantId, gone.signal).then(
         () => {
-          waiting = false;
-          admitted.set(req, principal.tenantId);
-          next();
+          if (!needed.share) return admittedHere(false);
+          // Its share, unread: the tenant's calls beyond it wait in its own
+          // line, until their deadline at most.
+          const turn = options.shares.tryEnter(tenantId)
+            ? Promise.resolve()
+            : options.shares.enter(tenantId, AbortSignal.any([gone.signal, AbortSignal.timeout(deadlineMsOf(req))]));
+          turn.then(
+            () => {
+              // Gone at the moment its turn came: the turn passes on at once.
+              if (gone.signal.aborted) return options.shares.leave(tenantId);
+              // Its share ends with its answer: an HTTP/2 stream the client
+              // keeps open after the answer (a body it is still sending)
+              // must not hold it, and only the stream itself says when its
+              // answer is finished (the compatibility response waits for
+              // the whole stream to close).
+              let held = true;
+              const release = () => {
+                if (held) options.shares.leave(tenantId);
+                held = false;
+              };
+              const answered = (res as Partial<Http2ServerResponse>).stream ?? res;
+              answered.once("finish", release).once("close", release);
+              admittedHere(true);
+            },
+            () => {
+              waiting = false;
+              if (!gone.signal.aborted) refuse(pastDeadline);
+            },
+          );
         },
         // Anything but a refusal (the tenant's limits unreadable) is the full path's to report.
         (error: unknown) => {
           waiting = false;
           if (error === CLIENT_GONE) return;
-          if (error instanceof RateLimitedError) refuse(error.retryAfterMs);
+          if (error instanceof RateLimitedError) refuse(rateLimited(error.retryAfterMs));
           else next();
         },
       );
     },
     contextValues(req) {
       const values = createContextValues();
-      const tenantId = admitted.get(req);
-      if (tenantId !== undefined) values.set(admittedTenantKey, tenantId);
+      const call = admitted.get(req);
+      if (call) {
+        values.set(admittedTenantKey, call.tenantId);
+        if (call.share) values.set(shareHeldKey, call.tenantId);
+      }
       return values;
     },
   };

@@ -24,6 +24,15 @@ export class TenantLines {
     this.#width = Math.max(1, width);
   }
 
+  /** Takes a turn if one is free now, without waiting; true when it did. */
+  tryEnter(tenantId: string): boolean {
+    const line = this.#lines.get(tenantId);
+    if (line && line.running >= this.#width) return false;
+    if (line) line.running++;
+    else this.#lines.set(tenantId, { running: 1, waiting: [] });
+    return true;
+  }
+
   /** Waits for a turn in the tenant's line; `signal` gives the place up (rejecting with its reason). */
   enter(tenantId: string, signal?: AbortSignal): Promise<void> {
     let line = this.#lines.get(tenantId);
@@ -35,7 +44,8 @@ export class TenantLines {
       line.running++;
       return Promise.resolve();
     }
-    signal?.throwIfAborted();
+    // Rejects, never throws: callers chain on the promise.
+    if (signal?.aborted) return Promise.reject(signal.reason as Error);
     const waiting = line.waiting;
     return new Promise<void>((resolve, reject) => {
       const onAbort = () => waiter.abandon(signal!.reason);

@@ -1,12 +1,15 @@
+import { randomUUID } from "node:crypto";
 import type { MikroORM } from "@mikro-orm/core";
 import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ToolService } from "../../gen/agentplatform/v1/tool_service_pb.js";
+import { mintToken } from "../../src/auth/tokens.ts";
 import { openDatabase } from "../../src/db/orm.ts";
-import { clientOf, connectJson, grpc } from "../support/clients.ts";
+import { clientOf, Code, connectJson, errorOf, grpc } from "../support/clients.ts";
 import { onPostgres } from "../support/db.ts";
 import { eventually, internalErrors, serverOver, superuserSession, waitingOnLocks, type FaultServer } from "../support/faults.ts";
-import { startTestServer, type TestServer } from "../support/server.ts";
+import { closeRawAgents, envelope, grpcSession } from "../support/raw-wire.ts";
+import { startTestServer, TEST_SECRET, type TestServer } from "../support/server.ts";
 
 /*
  * Each tenant's fair share of the database (src/tenants/fair-share-interceptor.ts):
@@ -39,9 +42,17 @@ describe.runIf(onPostgres)(`a tenant's calls stuck in the database (DB_POOL_MAX=
     await s?.close();
   });
 
-  it("hold at most their share of the pool; another tenant's calls go through meanwhile", async () => {
-    const a = clientOf(ToolService, grpc(srv.url, await srv.token("share-a")));
-    const b = clientOf(ToolService, connectJson(srv.url, await srv.token("share-b")));
+  // Whether A's calls were admitted before they were read (a token the
+  // server verified a moment ago: the share is taken unread) or after
+  // authentication (a token it has not seen: the share is taken right
+  // before the database work).
+  it.each([
+    { path: "admitted before they are read", fresh: false },
+    { path: "admitted after authentication", fresh: true },
+  ])("hold at most their share of the pool when $path; another tenant's calls go through meanwhile", async ({ fresh }) => {
+    const tenantA = `share-a-${fresh ? "fresh" : "known"}`;
+    const a = clientOf(ToolService, grpc(srv.url, await srv.token(tenantA)));
+    const b = clientOf(ToolService, connectJson(srv.url, await srv.token(`share-b-${fresh ? "fresh" : "known"}`)));
     const locked = await Promise.all(
       Array.from({ length: 12 }, async (_, i) => (await a.createTool({ tool: { name: `locked-${i}`, description: "d" } })).tool!),
     );
@@ -51,10 +62,20 @@ describe.runIf(onPostgres)(`a tenant's calls stuck in the database (DB_POOL_MAX=
     let stuck: Promise<unknown>[] = [];
     try {
       await admin.query("select * from tools where id = any($1) for update", [locked.map((t) => t.id)]);
+      // A token with another subject: a string the server has never verified.
+      const freshToken = () =>
+        mintToken(new TextEncoder().encode(TEST_SECRET), { tenants: [tenantA], roles: ["editor"], subject: randomUUID(), ttl: "10m" });
+      const aNow = fresh ? clientOf(ToolService, grpc(srv.url, await freshToken())) : a;
       stuck = locked.map((tool) =>
-        a.updateTool({ toolId: tool.id, tool: { description: "stuck" }, updateMask: { paths: ["description"] } }, { timeoutMs: 20_000 }),
+        aNow.updateTool({ toolId: tool.id, tool: { description: "stuck" }, updateMask: { paths: ["description"] } }, { timeoutMs: 20_000 }),
       );
       await eventually(async () => ((await waitingOnLocks(admin)).length === SHARE ? true : undefined), 5_000, `${SHARE} of A's calls in the database`);
+
+      // One more call of A waits in A's line; past its deadline it is answered so.
+      const started = Date.now();
+      const late = await errorOf(aNow.getTool({ toolId: locked[0]!.id }, { timeoutMs: 500 }));
+      expect(Code[late.code]).toBe(Code[Code.DeadlineExceeded]);
+      expect(Date.now() - started).toBeLessThan(3_000);
 
       // B reads and writes while A's twelve calls are stuck…
       expect((await b.getTool({ toolId: bTool.id }, { timeoutMs: 2_000 })).tool?.id).toBe(bTool.id);
@@ -67,5 +88,33 @@ describe.runIf(onPostgres)(`a tenant's calls stuck in the database (DB_POOL_MAX=
     // Released, A's calls take their turns and all succeed.
     expect((await Promise.allSettled(stuck)).map((r) => r.status)).toEqual(Array(12).fill("fulfilled"));
     expect(internalErrors(srv.logs)).toEqual([]);
+  });
+});
+
+describe("a tenant's share after an answer sent before the request ended (TENANT_CALLS_IN_FLIGHT=1)", () => {
+  let s: TestServer;
+  beforeAll(async () => {
+    s = await startTestServer({ TENANT_CALLS_IN_FLIGHT: "1", MAX_MESSAGE_BYTES: String(64 * 1024) });
+  });
+  afterAll(() => s?.close());
+
+  it("is given back with the answer, though the client keeps its HTTP/2 stream open", async () => {
+    const token = await s.token("share-open-stream");
+    const tools = clientOf(ToolService, grpc(s.url, token));
+    await tools.listTools({}); // the token is known: the next calls are admitted before they are read
+    const raw = grpcSession(s.url);
+    try {
+      // Too large: refused after its envelope's header, while the client is
+      // still sending a body the server will never read.
+      const answer = await raw.call("/agentplatform.v1.ToolService/ListTools", envelope(new Uint8Array(1024 * 1024)), {
+        authorization: `Bearer ${token}`,
+      });
+      expect(answer.code).toBe("resource_exhausted");
+      // The tenant's one share is free again.
+      await tools.listTools({}, { timeoutMs: 2_000 });
+    } finally {
+      raw.close();
+      closeRawAgents();
+    }
   });
 });
