@@ -78,10 +78,11 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
   });
   const quotas = createQuotas(config.tenantLimits);
   const authenticator = createAuthenticator(config.tokens);
-  // The rate limit, applied before a call is read when its token is known.
-  // Half the connections by default: one tenant's calls leave the other
-  // half to the rest (on PGlite, with its one connection: one call each).
+  // Each tenant's fair share: half the connections by default, so one
+  // tenant's calls leave the other half to the rest (on PGlite, with its one
+  // connection: one call each).
   const shares = new TenantLines(config.tenantCallsInFlight ?? Math.ceil(connectionsOf(orm) / 2));
+  // The rate limit and the share, taken before a call is read when its token is known.
   const early = createEarlyAdmission({
     services: apiServices,
     authenticator,
@@ -115,8 +116,8 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
     }),
     // Outermost first: every error is mapped; deadline and auth come before
     // validation, and validation before any database work; the tenant's rate
-    // limit right after auth (for calls not admitted before they were read),
-    // its fair share of the database right before the work.
+    // limit right after auth and its fair share right before the work (for
+    // the calls not admitted before they were read).
     interceptors: [
       errorInterceptor(logger),
       drainInterceptor(() => draining),
