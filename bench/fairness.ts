@@ -28,7 +28,6 @@
 // full work, so the ratio grows with A's limit, not with its flood.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import * as net from "node:net";
 import { setPriority, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -37,6 +36,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { TenantService } from "../gen/agentplatform/v1/tenant_service_pb.js";
 import { ToolService } from "../gen/agentplatform/v1/tool_service_pb.js";
 import { mintToken } from "../src/auth/tokens.ts";
+import { startBenchServer } from "./server-process.ts";
 
 const SECRET = "bench-fairness-secret-0123456789abcdef0123456789";
 // 30 s: at 50 calls/s a p99 over fewer calls is made by a handful of them.
@@ -182,34 +182,18 @@ function floodProcess(job: FloodJob): Flooding {
 }
 
 async function main(): Promise<void> {
-  const root = fileURLToPath(new URL("../", import.meta.url));
   const dataDir = mkdtempSync(join(tmpdir(), "agent-platform-fairness-"));
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
   const env: Record<string, string> = {
-    PATH: process.env.PATH ?? "",
-    HOME: process.env.HOME ?? tmpdir(),
-    HOST: "127.0.0.1",
-    PORT: String(port),
     JWT_SECRET: SECRET,
     DATA_DIR: dataDir,
     LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "error",
     ...(process.env.BENCH_DATABASE_URL ? { DATABASE_URL: process.env.BENCH_DATABASE_URL } : {}),
     ...(process.env.BENCH_REDIS_URL ? { REDIS_URL: process.env.BENCH_REDIS_URL } : {}),
   };
-  const flags = process.env.BENCH_SERVER_NODE_FLAGS?.split(" ").filter(Boolean) ?? [];
-  const server = spawn(process.execPath, [...flags, "--import", "./scripts/require-node.mjs", "src/main.ts"], {
-    cwd: root,
-    env,
-    stdio: ["ignore", flags.length > 0 ? "inherit" : "ignore", "inherit"],
-  });
-  const stopServer = async () => {
-    if (server.exitCode !== null) return;
-    server.kill("SIGTERM");
-    await new Promise((resolve) => server.once("exit", resolve));
-  };
+  const nodeFlags = process.env.BENCH_SERVER_NODE_FLAGS?.split(" ").filter(Boolean) ?? [];
+  const server = await startBenchServer(env, { nodeFlags, stdout: nodeFlags.length > 0 ? "inherit" : "ignore" });
+  const url = server.url;
   try {
-    await waitServing(url, 60_000);
     const run = Date.now();
     const secret = new TextEncoder().encode(SECRET);
     const tokenOf = (tenant: string) => mintToken(secret, { tenants: [tenant], roles: ["editor"], subject: "bench", ttl: "1h" });
@@ -258,7 +242,7 @@ async function main(): Promise<void> {
       console.log(`  p99 ratio (flood / alone) ${(Number(during.p99) / Number(alone.p99)).toFixed(2)}  (target ≤ 2)`);
     }
   } finally {
-    await stopServer();
+    await server.stop();
     rmSync(dataDir, { recursive: true, force: true });
   }
 }
@@ -296,34 +280,4 @@ function summary({ latencies, failed }: { latencies: number[]; failed: number })
   const sorted = [...latencies].sort((a, b) => a - b);
   const pct = (p: number) => sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!.toFixed(2);
   return { p50: pct(50), p99: pct(99), n: sorted.length, failed };
-}
-
-async function waitServing(url: string, ms: number): Promise<void> {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    try {
-      const res = await fetch(`${url}/grpc.health.v1.Health/Check`, {
-        method: "POST",
-        headers: { "content-type": "application/json" },
-        body: "{}",
-        signal: AbortSignal.timeout(2_000),
-      });
-      if (res.ok && ((await res.json()) as { status?: string }).status === "SERVING") return;
-    } catch {
-      // not yet
-    }
-    if (Date.now() > deadline) throw new Error(`the server did not serve within ${ms} ms`);
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address() as net.AddressInfo;
-      server.close(() => resolve(port));
-    });
-  });
 }

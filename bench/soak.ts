@@ -9,13 +9,10 @@
 //   SOAK_SECONDS=60 SOAK_TENANTS=4 SOAK_WORKERS=16 SOAK_SAMPLE_MS=5000 …
 // With SOAK_DATABASE_URL a fresh database is created on that server (as that
 // user, who must be able to create databases and roles) and dropped at the end.
-import { spawn } from "node:child_process";
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
-import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { createClient, type Client, type Interceptor, type Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import pg from "pg";
@@ -26,6 +23,7 @@ import { ExecutionStatus } from "../gen/agentplatform/v1/execution_pb.js";
 import { ExecutionService } from "../gen/agentplatform/v1/execution_service_pb.js";
 import { ToolService } from "../gen/agentplatform/v1/tool_service_pb.js";
 import { mintToken } from "../src/auth/tokens.ts";
+import { startBenchServer } from "./server-process.ts";
 
 const SECONDS = Number(process.env.SOAK_SECONDS ?? 180);
 const TENANTS = Number(process.env.SOAK_TENANTS ?? 4);
@@ -33,7 +31,6 @@ const WORKERS = Number(process.env.SOAK_WORKERS ?? 16);
 const SAMPLE_MS = Number(process.env.SOAK_SAMPLE_MS ?? 5000);
 const POOL = 10;
 const SECRET = "soak-secret-0123456789abcdef0123456789abcdef";
-const root = fileURLToPath(new URL("../", import.meta.url));
 const adminUrl = process.env.SOAK_DATABASE_URL;
 
 // ------------------------------------------------------------- database --
@@ -58,21 +55,9 @@ if (adminUrl) {
 }
 
 // --------------------------------------------------------------- server --
-const port = await new Promise<number>((resolve, reject) => {
-  const probe = net.createServer();
-  probe.once("error", reject);
-  probe.listen(0, "127.0.0.1", () => {
-    const { port } = probe.address() as net.AddressInfo;
-    probe.close(() => resolve(port));
-  });
-});
-const child = spawn(process.execPath, ["--import", "./scripts/require-node.mjs", "src/main.ts"], {
-  cwd: root,
-  env: {
-    PATH: process.env.PATH ?? "",
-    HOME: process.env.HOME ?? tmpdir(),
-    HOST: "127.0.0.1",
-    PORT: String(port),
+// Its stdout (the structured log) is shown; stderr is kept for a failure.
+const server = await startBenchServer(
+  {
     JWT_SECRET: SECRET,
     DATA_DIR: dataDir,
     ...(databaseUrl ? { DATABASE_URL: databaseUrl } : {}),
@@ -81,27 +66,10 @@ const child = spawn(process.execPath, ["--import", "./scripts/require-node.mjs",
     RATE_LIMIT_PER_SECOND: "0",
     LOG_LEVEL: "warn",
   },
-  stdio: ["ignore", "inherit", "pipe"],
-});
-let serverLog = "";
-child.stderr!.on("data", (c: Buffer) => {
-  serverLog += c.toString();
-  if (serverLog.length > 1_000_000) serverLog = serverLog.slice(-500_000);
-});
-const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
-const baseUrl = `http://127.0.0.1:${port}`;
-for (const started = Date.now(); ; ) {
-  const ok = await fetch(`${baseUrl}/grpc.health.v1.Health/Check`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: "{}",
-  })
-    .then(async (r) => r.ok && ((await r.json()) as { status?: string }).status === "SERVING")
-    .catch(() => false);
-  if (ok) break;
-  if (Date.now() - started > 60_000) throw new Error(`server not SERVING within 60 s:\n${serverLog}`);
-  await new Promise((r) => setTimeout(r, 200));
-}
+  { stdout: "inherit" },
+);
+const child = server.child;
+const baseUrl = server.url;
 
 /** Resident set size of the server process, in MiB (Linux /proc; else ps). */
 function rssMiB(): number {
@@ -256,8 +224,7 @@ if (adminUrl) {
     [dbName],
   );
 }
-child.kill("SIGTERM");
-const exitCode = await exited;
+const exitCode = await server.stop();
 if (adminUrl) {
   await new Promise((r) => setTimeout(r, 500));
   connectionsAfterExit = (await admin<{ n: number }>(adminUrl, `select count(*)::int as n from pg_stat_activity where datname = $1`, [dbName]))[0]!.n;
@@ -292,5 +259,5 @@ if (adminUrl) {
 console.log(`server exit code: ${exitCode}`);
 const failed = unexpected > 0 || exitCode !== 0 || idleInTransaction > 0 || (connectionsAfterExit ?? 0) > 0;
 console.log(failed ? "SOAK FAILED" : "SOAK PASSED");
-if (failed && serverLog) console.log(`server log (tail):\n${serverLog.slice(-4000)}`);
+if (failed && server.log()) console.log(`server log (tail):\n${server.log().slice(-4000)}`);
 process.exit(failed ? 1 : 0);
