@@ -20,7 +20,7 @@ import { ExecutionService, StatsBucketSize } from "../gen/agentplatform/v1/execu
 import { mintToken } from "../src/auth/tokens.ts";
 import { createPageTokens } from "../src/common/page-token.ts";
 import { loadConfig } from "../src/config.ts";
-import { migrateUp, openDatabase } from "../src/db/orm.ts";
+import { migrateUp, openDatabase } from "../src/database.ts";
 import { scopeToTenant } from "../src/db/tenant.ts";
 import { createLogger } from "../src/log.ts";
 import { createAppServer } from "../src/server.ts";

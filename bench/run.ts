@@ -11,7 +11,7 @@ import { AgentService } from "../gen/agentplatform/v1/agent_service_pb.js";
 import { ToolService } from "../gen/agentplatform/v1/tool_service_pb.js";
 import { mintToken } from "../src/auth/tokens.ts";
 import { loadConfig } from "../src/config.ts";
-import { migrateUp, openDatabase } from "../src/db/orm.ts";
+import { migrateUp, openDatabase } from "../src/database.ts";
 import { createLogger } from "../src/log.ts";
 import { createAppServer } from "../src/server.ts";
 

@@ -1,7 +1,7 @@
 // Applies (`up`) or reverts the last (`down`) database migration on
 // DATABASE_URL, or on the embedded database under DATA_DIR.
 import { loadConfig } from "../src/config.ts";
-import { migrateDown, migrateUp, openDatabase } from "../src/db/orm.ts";
+import { migrateDown, migrateUp, openDatabase } from "../src/database.ts";
 
 const direction = process.argv[2];
 if (direction !== "up" && direction !== "down") {

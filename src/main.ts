@@ -1,6 +1,6 @@
 import { purgeExpiredAgents } from "./agents/purge-job.ts";
 import { loadConfig } from "./config.ts";
-import { migrateUp, openDatabase } from "./db/orm.ts";
+import { migrateUp, openDatabase } from "./database.ts";
 import { assertRuntimeRole } from "./db/rls.ts";
 import { failOrphans } from "./executions/orphans.ts";
 import { applyRetention } from "./executions/retention.ts";

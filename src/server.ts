@@ -21,6 +21,7 @@ import { postgresBuckets } from "./tenants/postgres-buckets.ts";
 import { createEarlyAdmission } from "./tenants/early-admission.ts";
 import { fairShareInterceptor } from "./tenants/fair-share-interceptor.ts";
 import { TenantLines } from "./tenants/lines.ts";
+import { quotaCounters } from "./entities.ts";
 import { createQuotas } from "./tenants/quotas.ts";
 import { rateLimitInterceptor } from "./tenants/rate-limit-interceptor.ts";
 import { RateLimiter } from "./tenants/rate-limiter.ts";
@@ -76,7 +77,7 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
     cacheMs: config.tenantSettingsCacheMs,
     logger,
   });
-  const quotas = createQuotas(config.tenantLimits);
+  const quotas = createQuotas(config.tenantLimits, quotaCounters);
   const authenticator = createAuthenticator(config.tokens);
   // Each tenant's fair share: half the connections by default, so one
   // tenant's calls leave the other half to the rest (on PGlite, with its one

@@ -6,9 +6,9 @@ import { AlreadyExistsError, FailedPreconditionError, NotFoundError, PermissionD
 import { likePrefix } from "../db/like.ts";
 import { Tool } from "../tools/tool.entity.ts";
 import { Agent } from "./agent.entity.ts";
-import { AgentTool } from "./agent-tool.entity.ts";
+import { AgentTool } from "../bindings/agent-tool.entity.ts";
 import { AgentVersion, type StoredPromptTemplate } from "./agent-version.entity.ts";
-import { credentialIdsOf } from "./credential-binding.ts";
+import { credentialIdsOf } from "../bindings/credential-links.ts";
 
 /** What CreateAgent stores on the agent row. */
 export interface AgentFields {

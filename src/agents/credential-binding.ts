@@ -1,7 +1,7 @@
 import type { EntityManager } from "@mikro-orm/postgresql";
 import { PermissionDeniedError } from "../common/errors.ts";
 import { Credential } from "../credentials/credential.entity.ts";
-import { AgentCredential } from "./agent-credential.entity.ts";
+import { AgentCredential } from "../bindings/agent-credential.entity.ts";
 import type { Agent } from "./agent.entity.ts";
 
 /**
@@ -57,24 +57,4 @@ export async function unbindCredentials(em: EntityManager, agent: Agent, credent
   await em.nativeDelete(AgentCredential, { agentId: agent.id, credentialId: { $in: credentialIds } });
   agent.updateTime = new Date();
   await em.flush();
-}
-
-/** The bound credential ids of each agent, in id order; one query for any number of agents. */
-export async function credentialIdsOf(em: EntityManager, agentIds: string[]): Promise<Map<string, string[]>> {
-  const byAgent = new Map<string, string[]>(agentIds.map((id) => [id, []]));
-  if (agentIds.length === 0) return byAgent;
-  const links = await em.find(AgentCredential, { agentId: { $in: agentIds } }, { orderBy: { credentialId: "asc" } });
-  for (const link of links) byAgent.get(link.agentId)?.push(link.credentialId);
-  return byAgent;
-}
-
-/** Agents a credential is bound to, at most `limit`, in id order. */
-export async function agentsBoundTo(em: EntityManager, credentialId: string, limit: number): Promise<string[]> {
-  const links = await em.find(AgentCredential, { credentialId }, { orderBy: { agentId: "asc" }, limit });
-  return links.map((l) => l.agentId);
-}
-
-/** Removes every binding of a credential (DeleteCredential with force). */
-export async function unbindEverywhere(em: EntityManager, credentialId: string): Promise<void> {
-  await em.nativeDelete(AgentCredential, { credentialId });
 }

@@ -1,7 +1,7 @@
 import { ForeignKeyConstraintViolationException, raw, UniqueConstraintViolationException, type FilterQuery } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
 import { CredentialState, type CredentialSecret } from "../../gen/agentplatform/v1/credential_pb.js";
-import { agentsBoundTo, unbindEverywhere } from "../agents/credential-binding.ts";
+import { agentsBoundTo, unbindEverywhere } from "../bindings/credential-links.ts";
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from "../common/errors.ts";
 import { newId } from "../common/ids.ts";
 import { tenantOf } from "../db/tenant.ts";

@@ -1,10 +1,9 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { MikroORM, type InflightQueryAbortStrategy, type Options } from "@mikro-orm/core";
+import { MikroORM, type EntityClass, type InflightQueryAbortStrategy, type Options } from "@mikro-orm/core";
 import { Migrator } from "@mikro-orm/migrations";
 import { PgliteDriver } from "@mikro-orm/pglite";
 import { PostgreSqlDriver } from "@mikro-orm/postgresql";
-import { entities } from "./entities.ts";
 import { migrations } from "./migrations/index.ts";
 import { ReleasingPostgreSqlDriver } from "./releasing-driver.ts";
 import { APP_ROLE, CREATE_APP_ROLE } from "./rls.ts";
@@ -63,7 +62,7 @@ export function connectionsOf(orm: MikroORM): number {
 }
 
 // How each open ORM was configured, for migrations (which run as the owner).
-const configs = new WeakMap<MikroORM, DatabaseConfig>();
+const configs = new WeakMap<MikroORM, { config: DatabaseConfig; entities: EntityList }>();
 
 /** The URL the service connects with on PostgreSQL: APP_DATABASE_URL, else DATABASE_URL as agent_platform_app. */
 export function appDatabaseUrl(config: DatabaseConfig): string | undefined {
@@ -88,10 +87,13 @@ async function enterAppRole(connection: unknown): Promise<void> {
   await raw.executeQuery({ sql: `set role ${APP_ROLE}`, parameters: [] });
 }
 
-function options(config: DatabaseConfig, as: "app" | "owner" = "app"): Partial<Options> {
+/** The entities an ORM knows: the composition root names them (src/entities.ts), so db/ imports no feature. */
+export type EntityList = readonly EntityClass<unknown>[];
+
+function options(config: DatabaseConfig, entities: EntityList, as: "app" | "owner" = "app"): Partial<Options> {
   const rls = as === "app" && config.rowLevelSecurity !== false;
   const common: Partial<Options> = {
-    entities,
+    entities: [...entities],
     filters: { tenant: tenantFilter },
     subscribers: [new TenantGuard()],
     extensions: [Migrator],
@@ -127,9 +129,9 @@ function options(config: DatabaseConfig, as: "app" | "owner" = "app"): Partial<O
  * service runs as (see `appUrl`). Connections open lazily, so the role may be
  * created by the migrations that follow.
  */
-export async function openDatabase(config: DatabaseConfig): Promise<MikroORM> {
-  const orm = await MikroORM.init(options(config));
-  configs.set(orm, config);
+export async function openOrm(config: DatabaseConfig, entities: EntityList): Promise<MikroORM> {
+  const orm = await MikroORM.init(options(config, entities));
+  configs.set(orm, { config, entities });
   if (config.rowLevelSecurity === false) scopeByFilterOnly(orm);
   return orm;
 }
@@ -140,10 +142,10 @@ export async function openDatabase(config: DatabaseConfig): Promise<MikroORM> {
  * meanwhile (PGlite has one connection; at start-up nothing else runs).
  */
 async function asOwner<T>(orm: MikroORM, work: (owner: MikroORM) => Promise<T>): Promise<T> {
-  const config = configs.get(orm);
-  if (!config || config.rowLevelSecurity === false) return work(orm);
-  if (config.url) {
-    const owner = await MikroORM.init(options(config, "owner"));
+  const opened = configs.get(orm);
+  if (!opened || opened.config.rowLevelSecurity === false) return work(orm);
+  if (opened.config.url) {
+    const owner = await MikroORM.init(options(opened.config, opened.entities, "owner"));
     try {
       return await work(owner);
     } finally {

@@ -1,6 +1,6 @@
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { EntityManager } from "@mikro-orm/postgresql";
-import { AgentCredential } from "../agents/agent-credential.entity.ts";
+import { AgentCredential } from "../bindings/agent-credential.entity.ts";
 import { FailedPreconditionError } from "../common/errors.ts";
 import type { Keyring } from "../credentials/keyring.ts";
 import { resolveCredential, type ResolvedCredential } from "../credentials/resolve.ts";

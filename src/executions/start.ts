@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import type { JsonObject } from "@bufbuild/protobuf";
 import type { HandlerContext } from "@connectrpc/connect";
 import type { ExecutionInput } from "../../gen/agentplatform/v1/execution_service_pb.js";
-import { AgentTool } from "../agents/agent-tool.entity.ts";
+import { AgentTool } from "../bindings/agent-tool.entity.ts";
 import { AgentRepository } from "../agents/agent.repository.ts";
 import { principalOf } from "../auth/principal.ts";
 import { AlreadyExistsError, FailedPreconditionError, QuotaExceededError } from "../common/errors.ts";

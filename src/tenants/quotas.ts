@@ -1,13 +1,7 @@
 import type { EntityManager } from "@mikro-orm/postgresql";
 import { QuotaResource } from "../../gen/agentplatform/v1/tenant_pb.js";
-import { Agent } from "../agents/agent.entity.ts";
 import { QuotaExceededError } from "../common/errors.ts";
-import { STORED_REVOKED } from "../credentials/credential-state.ts";
-import { Credential } from "../credentials/credential.entity.ts";
 import { tenantOf } from "../db/tenant.ts";
-import { UNFINISHED } from "../executions/codecs.ts";
-import { Execution } from "../executions/execution.entity.ts";
-import { Tool } from "../tools/tool.entity.ts";
 import { effectiveLimits, type LimitName, type Limits } from "./limits.ts";
 import { TenantSettingsRepository } from "./settings.repository.ts";
 
@@ -23,9 +17,10 @@ interface QuotaDefinition {
   noun: string;
   /** Path segment of the QuotaFailure subject. */
   subject: string;
-  /** How many the tenant has now. */
-  count(em: EntityManager): Promise<number>;
 }
+
+/** How many of each resource a tenant has now; the composition root counts them (src/entities.ts). */
+export type QuotaCounters = Record<QuotaName, (em: EntityManager) => Promise<number>>;
 
 const QUOTAS: Record<QuotaName, QuotaDefinition> = {
   agents: {
@@ -33,28 +28,24 @@ const QUOTAS: Record<QuotaName, QuotaDefinition> = {
     resource: QuotaResource.AGENTS,
     noun: "live agents",
     subject: "agents",
-    count: (em) => em.count(Agent, { deleteTime: null }),
   },
   tools: {
     limit: "maxTools",
     resource: QuotaResource.TOOLS,
     noun: "tools",
     subject: "tools",
-    count: (em) => em.count(Tool, {}),
   },
   credentials: {
     limit: "maxCredentials",
     resource: QuotaResource.CREDENTIALS,
     noun: "credentials that are not revoked",
     subject: "credentials",
-    count: (em) => em.count(Credential, { state: { $ne: STORED_REVOKED } }),
   },
   concurrentExecutions: {
     limit: "maxConcurrentExecutions",
     resource: QuotaResource.CONCURRENT_EXECUTIONS,
     noun: "executions queued or running",
     subject: "concurrent_executions",
-    count: (em) => em.count(Execution, { status: { $in: UNFINISHED } }),
   },
 };
 
@@ -80,13 +71,13 @@ export interface Quotas {
 }
 
 /** Quotas whose defaults are `defaults`; a tenant's settings row overrides them. */
-export function createQuotas(defaults: Limits): Quotas {
+export function createQuotas(defaults: Limits, counters: QuotaCounters): Quotas {
   return {
     async reserve(tx, quota, adding = 1) {
       const definition = QUOTAS[quota];
       const settings = await new TenantSettingsRepository(tx).lock();
       const limit = effectiveLimits(settings, defaults)[definition.limit];
-      const used = await definition.count(tx);
+      const used = await counters[quota](tx);
       if (used + adding <= limit) return;
       const description = `at most ${limit} ${definition.noun}; the tenant has ${used}`;
       throw new QuotaExceededError(
@@ -103,7 +94,7 @@ export function createQuotas(defaults: Limits): Quotas {
       const rows: QuotaUsageRow[] = [];
       for (const name of names) {
         const definition = QUOTAS[name];
-        rows.push({ resource: definition.resource, limit: limits[definition.limit], used: await definition.count(em) });
+        rows.push({ resource: definition.resource, limit: limits[definition.limit], used: await counters[name](em) });
       }
       return rows;
     },

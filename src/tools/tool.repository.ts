@@ -1,6 +1,6 @@
 import { ForeignKeyConstraintViolationException, UniqueConstraintViolationException } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
-import { AgentTool } from "../agents/agent-tool.entity.ts";
+import { AgentTool } from "../bindings/agent-tool.entity.ts";
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError } from "../common/errors.ts";
 import { likePrefix } from "../db/like.ts";
 import { Tool, type JsonObject } from "./tool.entity.ts";

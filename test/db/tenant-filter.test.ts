@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type { EntityManager } from "@mikro-orm/postgresql";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { AgentTool } from "../../src/agents/agent-tool.entity.ts";
-import { migrateDown, migrateUp } from "../../src/db/orm.ts";
+import { AgentTool } from "../../src/bindings/agent-tool.entity.ts";
+import { migrateDown, migrateUp } from "../../src/database.ts";
 import { migrations } from "../../src/db/migrations/index.ts";
 import { MissingTenantError, scopeToTenant, TenantMismatchError, TenantRescopeError } from "../../src/db/tenant.ts";
 import { Tool } from "../../src/tools/tool.entity.ts";

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ToolService } from "../../gen/agentplatform/v1/tool_service_pb.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { Health, HealthCheckResponse_ServingStatus as Status } from "../../gen/grpc/health/v1/health_pb.js";
-import { migrateUp, openDatabase } from "../../src/db/orm.ts";
+import { migrateUp, openDatabase } from "../../src/database.ts";
 import { clientOf, Code, connectJson } from "../support/clients.ts";
 import { onPostgres } from "../support/db.ts";
 import {

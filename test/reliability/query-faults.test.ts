@@ -6,7 +6,7 @@ import { AgentType } from "../../gen/agentplatform/v1/agent_pb.js";
 import { AgentService } from "../../gen/agentplatform/v1/agent_service_pb.js";
 import { ToolService } from "../../gen/agentplatform/v1/tool_service_pb.js";
 import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { openDatabase } from "../../src/db/orm.ts";
+import { openDatabase } from "../../src/database.ts";
 import { clientOf, Code, connectJson, errorOf } from "../support/clients.ts";
 import { onPostgres } from "../support/db.ts";
 import {

@@ -1,7 +1,7 @@
 import pg from "pg";
 import type { MikroORM } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
-import { migrateUp, openDatabase, type DatabaseConfig } from "../../src/db/orm.ts";
+import { migrateUp, openDatabase, type DatabaseConfig } from "../../src/database.ts";
 
 /** A migrated database of the test file's own. */
 export interface TestDatabase {

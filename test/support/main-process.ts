@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { migrateUp, openDatabase } from "../../src/db/orm.ts";
+import { migrateUp, openDatabase } from "../../src/database.ts";
 import { freePort, superuser } from "./faults.ts";
 
 /*

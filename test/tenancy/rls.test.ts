@@ -11,7 +11,7 @@ import { CredentialService } from "../../gen/agentplatform/v1/credential_service
 import { ExecutionService } from "../../gen/agentplatform/v1/execution_service_pb.js";
 import { ToolService } from "../../gen/agentplatform/v1/tool_service_pb.js";
 import { purgeExpiredAgents } from "../../src/agents/purge-job.ts";
-import { migrateUp, openDatabase } from "../../src/db/orm.ts";
+import { migrateUp, openDatabase } from "../../src/database.ts";
 import { APP_ROLE, assertRuntimeRole } from "../../src/db/rls.ts";
 import { scopeToTenant } from "../../src/db/tenant.ts";
 import { failOrphans } from "../../src/executions/orphans.ts";

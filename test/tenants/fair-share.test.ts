@@ -4,7 +4,7 @@ import type pg from "pg";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ToolService } from "../../gen/agentplatform/v1/tool_service_pb.js";
 import { mintToken } from "../../src/auth/tokens.ts";
-import { openDatabase } from "../../src/db/orm.ts";
+import { openDatabase } from "../../src/database.ts";
 import { clientOf, Code, connectJson, errorOf, grpc } from "../support/clients.ts";
 import { onPostgres } from "../support/db.ts";
 import { eventually, internalErrors, serverOver, superuserSession, waitingOnLocks, type FaultServer } from "../support/faults.ts";
