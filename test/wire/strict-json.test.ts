@@ -87,6 +87,15 @@ describe("JSON field names", () => {
     expect(answer.code).toBe("ok");
   });
 
+  it("refuses it on a server stream over Connect streaming JSON", async () => {
+    const body = envelope(new TextEncoder().encode('{"executionId":"00000000-0000-4000-8000-000000000000","afterSeq":1}'));
+    const answer = await connectCall(s.url, "/agentplatform.v1.ExecutionService/WatchExecution", body, {
+      contentType: "application/connect+json",
+      headers: auth,
+    });
+    expectRefused(answer, "afterSeq");
+  });
+
   it("names a field whose value has the wrong type", async () => {
     expectRefused(await connectJson(LIST_AGENTS, '{"pageSize":"many"}'), "page_size");
   });
