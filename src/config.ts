@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { hostname } from "node:os";
 import type { DatabaseConfig } from "./db/orm.ts";
-import type { LogLevel } from "./log.ts";
+import { LOG_LEVELS, type LogLevel } from "./log.ts";
 import { parsePrices, type PriceTable } from "./executions/prices.ts";
 import { DEVELOPMENT_SECRET, type TokenConfig } from "./auth/tokens.ts";
 import { parseKeyring, type Keyring } from "./credentials/keyring.ts";
@@ -139,9 +139,18 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tenantCallsInFlight: env.TENANT_CALLS_IN_FLIGHT ? Math.max(1, int(env, "TENANT_CALLS_IN_FLIGHT", 1)) : undefined,
     redisUrl: env.REDIS_URL || undefined,
     tenantSettingsCacheMs: int(env, "TENANT_SETTINGS_CACHE_MS", 1_000),
-    logLevel: (env.LOG_LEVEL as LogLevel | undefined) ?? "info",
+    logLevel: logLevel(env.LOG_LEVEL),
     production,
   };
+}
+
+// A level the logger does not know would compare as below every level and log everything.
+function logLevel(raw: string | undefined): LogLevel {
+  if (raw === undefined || raw === "") return "info";
+  if (!(LOG_LEVELS as readonly string[]).includes(raw)) {
+    throw new Error(`LOG_LEVEL must be one of ${LOG_LEVELS.join(", ")}, got ${JSON.stringify(raw)}`);
+  }
+  return raw as LogLevel;
 }
 
 function int(env: NodeJS.ProcessEnv, name: string, fallback: number): number {

@@ -5,6 +5,9 @@
  */
 export type LogLevel = "debug" | "info" | "warn" | "error";
 
+/** Every level, quietest last. */
+export const LOG_LEVELS: readonly LogLevel[] = ["debug", "info", "warn", "error"];
+
 const order: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
 /** A structured logger. */

@@ -134,6 +134,8 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
     maxTimeoutMs: config.maxTimeoutMs,
     shutdownSignal: abortInFlight.signal,
     requestGate: clientDecodeErrors,
+    // Unknown JSON field and enum names are refused (connect ignores them by default).
+    jsonOptions: { ignoreUnknownFields: false },
     contextValues: (req) => early.contextValues(req),
   });
   // Health follows the database: NOT_SERVING while it does not answer. The

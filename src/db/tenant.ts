@@ -4,8 +4,12 @@ import { TENANT_SETTING } from "./rls.ts";
 /**
  * Tenant scoping in the ORM: the global `tenant` filter and the stamp that
  * writes `tenant_id` on insert, over row-level security in the database
- * (rls.ts). The auth interceptor is the only code that sets the tenant
- * (through `scopeToTenant`); nothing else in the service names a tenant.
+ * (rls.ts). Tenant scoping lives in exactly two places: the admission step
+ * that authenticates a call and names its tenant (from the token, or from an
+ * operator's `tenant_id`), and `scopeToTenant` below, through which every
+ * EntityManager that touches tenant-owned data gets that tenant (the
+ * request's, the rate limiter's bucket take, and system jobs for each tenant
+ * a database function listed). Nothing else names a tenant.
  */
 export const TENANT_FILTER = "tenant";
 

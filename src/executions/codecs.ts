@@ -1,4 +1,4 @@
-import { ExecutionStatus, ExecutionStatusSchema } from "../../gen/agentplatform/v1/execution_pb.js";
+import { ExecutionStatusSchema, type ExecutionStatus } from "../../gen/agentplatform/v1/execution_pb.js";
 import { enumCodec } from "../common/enum-codec.ts";
 
 /** How execution statuses are stored. */
@@ -11,5 +11,3 @@ export const UNFINISHED = ["QUEUED", "RUNNING"];
 export function isTerminal(status: string): boolean {
   return !UNFINISHED.includes(status);
 }
-
-export { ExecutionStatus };

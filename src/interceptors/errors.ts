@@ -26,6 +26,7 @@ import {
   RateLimitedError,
   UnauthenticatedError,
 } from "../common/errors.ts";
+import { decodeErrorViolation } from "../common/decode-error-field.ts";
 import { isConnectionFailure } from "../db/connection-failures.ts";
 import type { Logger } from "../log.ts";
 import { requestSignalKey } from "./deadline.ts";
@@ -199,23 +200,64 @@ function databaseFailure(err: unknown): "unavailable" | "cancelled" | "conflict"
 }
 
 /**
- * Request gate (connectNodeAdapter's `requestGate`): connect reports a
- * request body that does not decode from the protobuf binary format
- * (truncated, random bytes, invalid UTF-8, nesting past the decoder's limit)
- * as INTERNAL, outside every interceptor; the same body in JSON is
- * INVALID_ARGUMENT. The gate runs before the body is read and watches the
- * call's signal, which connect aborts with that error just before writing
- * it: the error becomes INVALID_ARGUMENT, what it is — the client's.
+ * INVALID_ARGUMENT for a request body that does not decode (random bytes,
+ * truncated protobuf, invalid UTF-8, nesting past the decoder's limit, JSON
+ * that is not the message's: unknown field or enum names included): an
+ * ErrorInfo with reason MALFORMED_REQUEST, and a BadRequest when the
+ * decoder's error names a field of `input`. `cause` is the ConnectError
+ * connect made of the failure, or what protobuf-es `fromBinary` threw: a
+ * second transport decodes through its own path and answers through here,
+ * so that an undecodable body gets the same answer on both.
+ */
+export function malformedRequestError(cause: unknown, input?: DescMessage): ConnectError {
+  const message =
+    cause instanceof ConnectError ? cause.rawMessage : `parse binary: ${cause instanceof Error ? cause.message : String(cause)}`;
+  const violation = input && decodeErrorViolation(cause, input);
+  return new ConnectError(
+    message,
+    Code.InvalidArgument,
+    undefined,
+    [
+      ...(violation ? [detail(BadRequestSchema, { fieldViolations: [violation] })] : []),
+      detail(ErrorInfoSchema, { reason: "MALFORMED_REQUEST", domain: ERROR_DOMAIN }),
+    ],
+    cause,
+  );
+}
+
+/**
+ * Request gate (connectNodeAdapter's `requestGate`): a request body that
+ * does not decode fails outside every interceptor, so errorInterceptor never
+ * sees it: connect answers a binary one INTERNAL and a JSON one
+ * INVALID_ARGUMENT, both without details. The gate runs before the body is
+ * read and watches the call's signal, which connect aborts with that error
+ * just before writing it; the error is the object connect then writes, so
+ * it is rewritten in place into malformedRequestError's answer.
  */
 export function clientDecodeErrors(context: HandlerContext): void {
   context.signal.addEventListener(
     "abort",
     () => {
       const reason: unknown = context.signal.reason;
-      if (reason instanceof ConnectError && reason.code === Code.Internal && reason.rawMessage.startsWith("parse binary:")) {
-        Object.defineProperty(reason, "code", { value: Code.InvalidArgument });
-      }
+      if (!isDecodeFailure(reason)) return;
+      const mapped = malformedRequestError(reason, context.method.input);
+      Object.defineProperty(reason, "code", { value: mapped.code });
+      reason.details.push(...mapped.details);
     },
     { once: true },
+  );
+}
+
+/** Is this the error connect raises for a request body its decoder refused? */
+function isDecodeFailure(reason: unknown): reason is ConnectError {
+  if (!(reason instanceof ConnectError) || reason.details.length > 0) return false;
+  // Binary: connect wraps whatever fromBinary threw as INTERNAL "parse binary: …".
+  if (reason.code === Code.Internal) return reason.rawMessage.startsWith("parse binary:");
+  // JSON: protobuf-es' own "cannot decode …" error, passed on as INVALID_ARGUMENT.
+  return (
+    reason.code === Code.InvalidArgument &&
+    reason.cause instanceof Error &&
+    !(reason.cause instanceof ConnectError) &&
+    reason.rawMessage.startsWith("cannot decode ")
   );
 }

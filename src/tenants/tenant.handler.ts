@@ -25,9 +25,9 @@ export interface TenantDeps {
 const UPDATABLE = LIMIT_NAMES.map((name) => LIMIT_PATHS[name]);
 
 /**
- * TenantService over the request's EntityManager, which the auth interceptor
- * scoped to the caller's own tenant or, for an operator, to the tenant the
- * request names.
+ * TenantService over the request's EntityManager, scoped (scopeToTenant) to
+ * the tenant admission named: the caller's own or, for an operator, the one
+ * the request names.
  */
 export function tenantHandler(deps: TenantDeps): ServiceImpl<typeof TenantService> {
   const view = async (em: EntityManager) => {

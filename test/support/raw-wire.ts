@@ -1,5 +1,8 @@
 import * as http from "node:http";
 import * as http2 from "node:http2";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { endStreamFromJson, errorFromJsonBytes } from "@connectrpc/connect/protocol-connect";
+import { findTrailerError } from "@connectrpc/connect/protocol-grpc";
 
 /*
  * Raw RPC calls for hostile-input tests: the body is whatever bytes the test
@@ -18,6 +21,8 @@ export interface RawAnswer {
   code: string | undefined;
   /** The error message, if any. */
   message: string;
+  /** The error as a client reads it, with its details (`findDetails`), when the answer is an RPC error. */
+  error?: ConnectError;
 }
 
 const GRPC_CODES = [
@@ -82,6 +87,22 @@ export function connectCall(
   });
 }
 
+/** A Connect GET call (a NO_SIDE_EFFECTS method): the JSON message in the query string. */
+export function connectGet(baseUrl: string, procedure: string, json: string, headers: Record<string, string> = {}): Promise<RawAnswer> {
+  const url = new URL(procedure, baseUrl);
+  url.search = new URLSearchParams({ connect: "v1", encoding: "json", message: json }).toString();
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { agent, headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on("data", (c: Buffer) => chunks.push(c));
+        res.on("error", reject);
+        res.on("end", () => resolve(readAnswer(res.statusCode ?? 0, res.headers, Buffer.concat(chunks))));
+      })
+      .on("error", reject);
+  });
+}
+
 /** The enveloped messages of a streaming or gRPC-Web body. */
 function* envelopes(body: Buffer): Generator<{ flags: number; data: Buffer }> {
   for (let at = 0; at + 5 <= body.length; ) {
@@ -115,7 +136,8 @@ function readAnswer(status: number, headers: http.IncomingHttpHeaders, body: Buf
     for (const { flags, data } of envelopes(body)) {
       if (flags & 2) {
         const end = JSON.parse(data.toString("utf8") || "{}") as { error?: { code?: string; message?: string } };
-        return { http: status, code: end.error?.code ?? "ok", message: end.error?.message ?? "" };
+        const error = end.error ? endStreamFromJson(data).error : undefined;
+        return { http: status, code: end.error?.code ?? "ok", message: end.error?.message ?? "", error };
       }
     }
     return { http: status, code: undefined, message: "stream without end message" };
@@ -124,12 +146,21 @@ function readAnswer(status: number, headers: http.IncomingHttpHeaders, body: Buf
   if (contentType.startsWith("application/json")) {
     try {
       const error = JSON.parse(body.toString("utf8")) as { code?: string; message?: string };
-      return { http: status, code: error.code, message: error.message ?? "" };
+      return { http: status, code: error.code, message: error.message ?? "", error: connectErrorOf(body) };
     } catch {
       return { http: status, code: undefined, message: body.toString("utf8").slice(0, 200) };
     }
   }
   return { http: status, code: undefined, message: body.toString("utf8").slice(0, 200) };
+}
+
+/** A Connect unary error body as a client reads it; undefined when it is not one. */
+function connectErrorOf(body: Buffer): ConnectError | undefined {
+  try {
+    return errorFromJsonBytes(body, undefined, new ConnectError("not a Connect error", Code.Unknown));
+  } catch {
+    return undefined;
+  }
 }
 
 /** One HTTP/2 connection for gRPC calls. */
@@ -174,9 +205,15 @@ export function grpcSession(baseUrl: string): GrpcSession {
 
 function grpcAnswer(status: number, headers: http2.IncomingHttpHeaders | Record<string, string>): RawAnswer {
   const code = Number(headers["grpc-status"]);
+  const status_ = new Headers();
+  for (const name of ["grpc-status", "grpc-message", "grpc-status-details-bin"]) {
+    const value = headers[name];
+    if (value !== undefined) status_.set(name, String(value));
+  }
   return {
     http: status,
     code: Number.isInteger(code) ? (GRPC_CODES[code] ?? `code ${code}`) : undefined,
     message: decodeURIComponent(String(headers["grpc-message"] ?? "")),
+    error: findTrailerError(status_),
   };
 }

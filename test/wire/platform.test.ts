@@ -112,7 +112,18 @@ describe("CORS for an allowed browser origin", () => {
     expect(res.headers.get("access-control-allow-origin")).toBe(ORIGIN);
     expect(list(res.headers.get("access-control-allow-methods"))).toEqual(expect.arrayContaining(["post", "get"]));
     expect(list(res.headers.get("access-control-allow-headers"))).toEqual(
-      expect.arrayContaining(["authorization", "content-type", "connect-protocol-version", "x-grpc-web", "grpc-timeout"]),
+      expect.arrayContaining([
+        "authorization",
+        "x-tenant-id",
+        "content-type",
+        "connect-protocol-version",
+        "x-grpc-web",
+        "grpc-timeout",
+        // A compressed unary Connect call, and gRPC's message type header.
+        "content-encoding",
+        "accept-encoding",
+        "grpc-message-type",
+      ]),
     );
   });
 

@@ -97,6 +97,18 @@ describe("src/main.ts refusing to start", () => {
     }
   });
 
+  it("exits non-zero naming LOG_LEVEL when it is not a level it knows", { timeout: START_DEADLINE_MS }, async () => {
+    const dataDir = tempDir();
+    try {
+      const proc = spawnMain({ LOG_LEVEL: "verbose", HOST: "127.0.0.1", PORT: String(await freePort()), DATA_DIR: dataDir, JWT_SECRET: SECRET });
+      expect(await exitWithin(proc, START_DEADLINE_MS)).not.toBe(0);
+      expect(proc.output()).toContain("LOG_LEVEL");
+    } finally {
+      await stopAll();
+      rmSync(dataDir, { recursive: true, force: true });
+    }
+  });
+
   const oldNode = nodeOlderThan22();
   it.skipIf(!oldNode)(`exits non-zero asking for Node >= 22 under ${oldNode?.version ?? "an older Node"}`, { timeout: START_DEADLINE_MS }, async () => {
     const dataDir = tempDir();
