@@ -76,6 +76,7 @@ function checkedLookup(range: (address: string) => string | undefined): LookupFu
   return (hostname, lookupOptions, callback) => {
     dnsLookup(hostname, { ...lookupOptions, all: true }, (err, addresses: LookupAddress[]) => {
       if (err) return callback(err, "", 0);
+      if (addresses.length === 0) return callback(Object.assign(new Error(`no address for ${hostname}`), { code: "ENOTFOUND" }), "", 0);
       // All of them: with several, the connection may try any (autoSelectFamily).
       for (const { address } of addresses) {
         const refused = range(address);
