@@ -64,6 +64,12 @@ export interface Config {
   redisUrl: string | undefined;
   /** How long a process keeps a tenant's limits before reading them again, in ms. */
   tenantSettingsCacheMs: number;
+  /**
+   * Let tenant-configured outbound calls (agent endpoints) reach loopback,
+   * private and link-local addresses (OUTBOUND_ALLOW_PRIVATE=true): for
+   * development against local endpoints, never in a shared deployment.
+   */
+  outboundAllowPrivate: boolean;
   /** Log level. */
   logLevel: LogLevel;
   /** NODE_ENV=production. */
@@ -139,6 +145,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tenantCallsInFlight: env.TENANT_CALLS_IN_FLIGHT ? Math.max(1, int(env, "TENANT_CALLS_IN_FLIGHT", 1)) : undefined,
     redisUrl: env.REDIS_URL || undefined,
     tenantSettingsCacheMs: int(env, "TENANT_SETTINGS_CACHE_MS", 1_000),
+    outboundAllowPrivate: bool(env, "OUTBOUND_ALLOW_PRIVATE"),
     logLevel: logLevel(env.LOG_LEVEL),
     production,
   };
@@ -161,4 +168,12 @@ function int(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
     throw new Error(`${name} must be a non-negative integer, got ${JSON.stringify(raw)}`);
   }
   return value;
+}
+
+// A yes/no setting: "true" or "false" (absent or empty: false); anything else is a typo to report.
+function bool(env: NodeJS.ProcessEnv, name: string): boolean {
+  const raw = env[name];
+  if (raw === undefined || raw === "" || raw === "false") return false;
+  if (raw === "true") return true;
+  throw new Error(`${name} must be "true" or "false", got ${JSON.stringify(raw)}`);
 }

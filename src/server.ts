@@ -8,6 +8,7 @@ import { developmentKeyring } from "./credentials/keyring.ts";
 import { createCors } from "./http/cors.ts";
 import { createListener } from "./http/listener.ts";
 import { appDatabaseUrl, connectionsOf } from "./db/orm.ts";
+import { createOutbound } from "./common/outbound.ts";
 import { createCancelBus } from "./executions/cancel-bus.ts";
 import { credentialLookup } from "./executions/credential-lookup.ts";
 import { ExecutionRunner } from "./executions/runner.ts";
@@ -110,6 +111,7 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
         defaultDeadlineMs: config.defaultDeadlineMs,
         credentials: credentialLookup(keyring),
         quotas,
+        outbound: createOutbound({ allowPrivate: config.outboundAllowPrivate }),
       },
       quotas,
       tenantLimits: config.tenantLimits,

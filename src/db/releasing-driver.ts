@@ -9,6 +9,7 @@ import type {
   QueryResult,
   TransactionSettings,
 } from "kysely";
+import { quietCancel, quietWhenAbandoned, type Note } from "./abandoned-queries.ts";
 import { isConnectionFailure } from "./connection-failures.ts";
 
 /*
@@ -31,11 +32,13 @@ import { isConnectionFailure } from "./connection-failures.ts";
 class Guarded implements DatabaseConnection {
   readonly inner: DatabaseConnection;
   broken: unknown;
+  readonly #note: Note;
 
-  constructor(inner: DatabaseConnection) {
+  constructor(inner: DatabaseConnection, note: Note) {
     this.inner = inner;
-    // Kysely looks for these to cancel queries (inflightQueryAbortStrategy).
-    if (inner.cancelQuery) this.cancelQuery = (provider) => inner.cancelQuery!(provider);
+    this.#note = note;
+    // Kysely looks for these to cancel queries (inflightQueryAbortStrategy); see abandoned-queries.ts.
+    if (inner.cancelQuery) this.cancelQuery = quietCancel((provider) => inner.cancelQuery!(provider), note);
     if (inner.killSession) this.killSession = (provider) => inner.killSession!(provider);
     if (inner.collectSessionInfo) this.collectSessionInfo = () => inner.collectSessionInfo!();
   }
@@ -44,9 +47,9 @@ class Guarded implements DatabaseConnection {
   killSession?: DatabaseConnection["killSession"];
   collectSessionInfo?: DatabaseConnection["collectSessionInfo"];
 
-  executeQuery<R>(query: CompiledQuery): Promise<QueryResult<R>> {
+  executeQuery<R>(query: CompiledQuery, options?: Parameters<DatabaseConnection["executeQuery"]>[1]): Promise<QueryResult<R>> {
     if (this.broken !== undefined) return Promise.reject(this.broken);
-    return this.inner.executeQuery<R>(query);
+    return quietWhenAbandoned(this.inner.executeQuery<R>(query, options), options?.signal, this.#note);
   }
 
   streamQuery<R>(query: CompiledQuery, chunkSize: number): AsyncIterableIterator<QueryResult<R>> {
@@ -59,9 +62,11 @@ class Guarded implements DatabaseConnection {
 class ReleasingDriver implements Driver {
   readonly #inner: Driver;
   readonly #wrapped = new WeakMap<DatabaseConnection, Guarded>();
+  readonly #note: Note;
 
-  constructor(inner: Driver) {
+  constructor(inner: Driver, note: Note) {
     this.#inner = inner;
+    this.#note = note;
   }
 
   init(): Promise<void> {
@@ -71,7 +76,7 @@ class ReleasingDriver implements Driver {
   async acquireConnection(options?: Parameters<Driver["acquireConnection"]>[0]): Promise<DatabaseConnection> {
     const inner = await this.#inner.acquireConnection(options);
     let guarded = this.#wrapped.get(inner);
-    if (!guarded) this.#wrapped.set(inner, (guarded = new Guarded(inner)));
+    if (!guarded) this.#wrapped.set(inner, (guarded = new Guarded(inner, this.#note)));
     guarded.broken = undefined;
     return guarded;
   }
@@ -130,8 +135,11 @@ class ReleasingDriver implements Driver {
 class ReleasingConnection extends PostgreSqlConnection {
   override createKyselyDialect(overrides: Parameters<PostgreSqlConnection["createKyselyDialect"]>[0]) {
     const dialect = super.createKyselyDialect(overrides);
+    // Into the ORM log (the server's logger, at debug), never the console.
+    const logger = this.config.getLogger();
+    const note: Note = (message) => logger.log("info", message, { enabled: true });
     const wrapped: Dialect = {
-      createDriver: () => new ReleasingDriver(dialect.createDriver()),
+      createDriver: () => new ReleasingDriver(dialect.createDriver(), note),
       createQueryCompiler: () => dialect.createQueryCompiler(),
       createAdapter: () => dialect.createAdapter(),
       createIntrospector: (db) => dialect.createIntrospector(db),

@@ -11,6 +11,7 @@ import type { Quotas } from "../tenants/quotas.ts";
 import { requireFeature } from "../tenants/toggles.ts";
 import { Tool } from "../tools/tool.entity.ts";
 import type { AppliedCredential } from "./adapters/adapter.ts";
+import type { Outbound } from "../common/outbound.ts";
 import { adapterFor, ECHO_MODEL } from "./adapters/index.ts";
 import { Execution } from "./execution.entity.ts";
 import { ExecutionRepository } from "./execution.repository.ts";
@@ -31,6 +32,8 @@ export interface StartDeps {
   credentials: CredentialLookup;
   /** Executions queued or running at once are bounded per tenant. */
   quotas: Quotas;
+  /** How runs reach their endpoints (the outbound address rule). */
+  outbound: Outbound;
 }
 
 /** A started (or, for a repeated request_id, earlier) execution. */
@@ -118,6 +121,7 @@ export async function startExecution(ctx: HandlerContext, input: ExecutionInput,
     sessionId: input.sessionId,
     tools: tools.map((t) => ({ name: t.name, description: t.description, parameters: t.parameters ?? null })),
     credential,
+    outbound: deps.outbound,
   });
   return { execution, run };
 }

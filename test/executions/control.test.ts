@@ -20,7 +20,7 @@ import { eventually } from "../support/faults.ts";
 import { upstream, type Route, type Upstream } from "../support/upstream.ts";
 import { sleep, within } from "../support/wait.ts";
 import { freshStore, startMain, type MainProcess, type Store } from "../support/main-process.ts";
-import { startTestServer, TEST_CREDENTIAL_KEYS, TEST_SECRET, type TestServer } from "../support/server.ts";
+import { startTestServer, TEST_CREDENTIAL_KEYS, TEST_ENV, TEST_SECRET, type TestServer } from "../support/server.ts";
 
 /*
  * Controlling runs: cancel, client disconnects and resumption, idempotency,
@@ -389,6 +389,7 @@ describe("graceful shutdown", () => {
       HOST: "127.0.0.1",
       PORT: "0",
       SHUTDOWN_GRACE_MS: "500",
+      ...TEST_ENV,
     });
     const server = createAppServer({ config, orm: s.orm, logger: createLogger("debug", (l) => void logs.push(l)) });
     const port = await server.listen(0, "127.0.0.1");

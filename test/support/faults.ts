@@ -11,7 +11,7 @@ import { mintToken } from "../../src/auth/tokens.ts";
 import { loadConfig } from "../../src/config.ts";
 import { createLogger } from "../../src/log.ts";
 import { createAppServer, type AppServer } from "../../src/server.ts";
-import { TEST_CREDENTIAL_KEYS, TEST_SECRET } from "./server.ts";
+import { TEST_CREDENTIAL_KEYS, TEST_ENV, TEST_SECRET } from "./server.ts";
 
 /*
  * Tools for fault tests on PostgreSQL: a throwaway cluster of the test's own
@@ -134,7 +134,7 @@ export async function waitingOnLocks(admin: pg.Client) {
 /** Starts a server over `orm`; `env` adds configuration (DATABASE_URL turns the database probe on). */
 export async function serverOver(orm: MikroORM, env: Record<string, string>): Promise<FaultServer> {
   const logs: string[] = [];
-  const config = loadConfig({ JWT_SECRET: TEST_SECRET, CREDENTIAL_KEYS: TEST_CREDENTIAL_KEYS, HOST: "127.0.0.1", PORT: "0", ...env });
+  const config = loadConfig({ JWT_SECRET: TEST_SECRET, CREDENTIAL_KEYS: TEST_CREDENTIAL_KEYS, HOST: "127.0.0.1", PORT: "0", ...TEST_ENV, ...env });
   const server = createAppServer({ config, orm, logger: createLogger("debug", (line) => void logs.push(line)) });
   const port = await server.listen(0, "127.0.0.1");
   server.health.setServing(true);

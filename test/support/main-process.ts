@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { migrateUp, openDatabase } from "../../src/database.ts";
 import { freePort, superuser } from "./faults.ts";
+import { TEST_ENV } from "./server.ts";
 
 /*
  * src/main.ts as a user runs it (`npm start`): a child process configured
@@ -40,12 +41,12 @@ export async function stopAll(): Promise<void> {
 
 /**
  * Spawns `node --import ./scripts/require-node.mjs src/main.ts` with only
- * `env` (plus PATH and HOME), under `node` (this Node unless said).
+ * `env` (plus PATH, HOME and TEST_ENV), under `node` (this Node unless said).
  */
 export function spawnMain(env: Record<string, string>, node = process.execPath): MainProcess {
   const child = spawn(node, ["--import", "./scripts/require-node.mjs", "src/main.ts"], {
     cwd: root,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? tmpdir(), ...env },
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? tmpdir(), ...TEST_ENV, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";

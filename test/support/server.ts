@@ -12,6 +12,13 @@ export const TEST_SECRET = "test-secret-0123456789abcdef0123456789abcdef";
 /** The credential keyring of test servers, so no test writes a development key under ./data. */
 export const TEST_CREDENTIAL_KEYS = "test-1:q0wcWWX7+tQ7kQnTXNkOigZ0O2T6WZYh8qXFMdsC8xI=";
 
+/**
+ * What every test server and process runs with unless a test says otherwise:
+ * the upstream fakes (test/support/upstream.ts) listen on 127.0.0.1, which
+ * the outbound address rule refuses by default.
+ */
+export const TEST_ENV: Record<string, string> = { OUTBOUND_ALLOW_PRIVATE: "true" };
+
 /** A real server on a real port over the test file's own database. */
 export interface TestServer {
   /** Base URL, e.g. http://127.0.0.1:41234. */
@@ -41,6 +48,7 @@ export async function startTestServer(env: Record<string, string> = {}, database
     HOST: "127.0.0.1",
     PORT: "0",
     CREDENTIAL_KEYS: TEST_CREDENTIAL_KEYS,
+    ...TEST_ENV,
     ...env,
   });
   const logger: Logger = createLogger("debug", (line) => void logs.push(line));

@@ -1,4 +1,5 @@
 import type { JsonObject } from "@bufbuild/protobuf";
+import type { Outbound } from "../../common/outbound.ts";
 
 /** A secret an adapter applies to its outbound request (from CredentialService). */
 export type AppliedCredential =
@@ -23,6 +24,8 @@ export interface RunRequest {
   /** The agent's tools, offered to the model as functions. */
   tools: { name: string; description: string; parameters: JsonObject | null }[];
   credential: AppliedCredential | undefined;
+  /** Reaches the tenant's endpoint: every call to a URL from `config` goes through it. */
+  outbound: Outbound;
   /** Aborted on cancel, timeout or shutdown; adapters pass it to fetch. */
   signal: AbortSignal;
   /** Streams progress while the run goes on. */

@@ -1,4 +1,5 @@
 import { createHmac } from "node:crypto";
+import { OutboundAddressRefused, type Outbound } from "../../common/outbound.ts";
 import { AdapterError, type AppliedCredential } from "./adapter.ts";
 
 /** Headers that carry a credential as the endpoint expects it. */
@@ -21,8 +22,12 @@ export function credentialHeaders(credential: AppliedCredential | undefined, bod
   }
 }
 
-/** POSTs JSON; turns transport failures and HTTP errors into AdapterErrors. */
+/**
+ * POSTs JSON through `outbound` (the address rule; redirects not followed);
+ * turns refusals, transport failures and HTTP errors into AdapterErrors.
+ */
 export async function postJson(
+  outbound: Outbound,
   url: string,
   body: string,
   headers: Record<string, string>,
@@ -30,16 +35,24 @@ export async function postJson(
 ): Promise<Response> {
   let res: Response;
   try {
-    res = await fetch(url, {
+    res = (await outbound.fetch(url, {
       method: "POST",
       headers: { "content-type": "application/json", accept: "application/json, text/event-stream, application/x-ndjson", ...headers },
       body,
       signal,
-      redirect: "error",
-    });
+    })) as unknown as Response;
   } catch (err) {
     if (signal.aborted) throw signal.reason;
+    if (err instanceof OutboundAddressRefused) {
+      // The reason leads the message, so callers can tell it from a network failure.
+      throw new AdapterError("PERMISSION_DENIED", `OUTBOUND_ADDRESS_REFUSED: ${err.message} (the agent endpoint)`);
+    }
     throw new AdapterError("UNAVAILABLE", `the agent endpoint could not be reached: ${(err as Error).cause ?? (err as Error).message}`);
+  }
+  if (res.status >= 300 && res.status < 400) {
+    await res.body?.cancel().catch(() => {});
+    // Following it would reach an address the rule never checked.
+    throw new AdapterError("FAILED_PRECONDITION", `the agent endpoint answered HTTP ${res.status} (a redirect); redirects are not followed`);
   }
   if (!res.ok) {
     const text = (await res.text().catch(() => "")).slice(0, 500);

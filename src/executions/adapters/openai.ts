@@ -23,7 +23,7 @@ interface ChatChunk {
 export const openAiAdapter: Adapter = async (req) => {
   const base = endpointOf(req.config, "base_url").replace(/\/+$/, "");
   const body = JSON.stringify(chatRequest(req));
-  const res = await postJson(`${base}/chat/completions`, body, credentialHeaders(req.credential, body), req.signal);
+  const res = await postJson(req.outbound, `${base}/chat/completions`, body, credentialHeaders(req.credential, body), req.signal);
   if (!(res.headers.get("content-type") ?? "").startsWith("text/event-stream")) {
     throw new AdapterError("UNKNOWN", "the model server did not stream (expected text/event-stream)");
   }

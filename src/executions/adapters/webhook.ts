@@ -41,6 +41,7 @@ export const webhookAdapter: Adapter = async (req) => {
   const url = endpointOf(req.config, "endpoint");
   const body = JSON.stringify(envelope(req));
   const res = await postJson(
+    req.outbound,
     url,
     body,
     { "x-agentplatform-execution-id": req.executionId, ...credentialHeaders(req.credential, body) },
