@@ -13,7 +13,7 @@ import { join } from "node:path";
 import { startBenchServer } from "./server-process.ts";
 import { startCeiling } from "./lib/ceiling.ts";
 import { cleanUp, cleanUpOnSignals, onCleanup } from "./lib/cleanup.ts";
-import { drive } from "./lib/drive.ts";
+import { drive, PG_SETTLE_MS } from "./lib/drive.ts";
 import { appendHistory, commitId } from "./lib/history.ts";
 import { readOptions } from "./lib/options.ts";
 import { startOwnPostgres } from "./lib/own-postgres.ts";
@@ -85,7 +85,7 @@ try {
     log,
   );
   rss.take();
-  if (stats) await new Promise((resolve) => setTimeout(resolve, 1_500));
+  if (stats) await new Promise((resolve) => setTimeout(resolve, PG_SETTLE_MS));
 
   // ---------------------------------------------------------------- rows --
   const ceiling = await startCeiling();

@@ -28,7 +28,7 @@ export async function openPgStats(adminUrl: string, name: string) {
     statementsWhyNot,
     /**
      * The counters. Backends report transactions to the statistics system up
-     * to a second late, so callers wait ~1.5 s after load before reading.
+     * to 10 s late (see PG_SETTLE_MS in drive.ts); statements are counted at once.
      */
     async snapshot(): Promise<PgSnapshot> {
       const { rows } = await client.query(
