@@ -23,7 +23,7 @@ export function commitId(): string {
 /** Appends the run's rows to bench/history.tsv (with a header when the file is new); returns its path. */
 export function appendHistory(run: { commit: string; driver: string; connections: number; streams: number; seconds: number }, rows: RowFigures[]): string {
   const date = new Date().toISOString();
-  const num = (v: number | undefined, digits: number) => (v === undefined || Number.isNaN(v) ? "" : v.toFixed(digits));
+  const num = (v: number | null | undefined, digits: number) => (v === null || v === undefined || Number.isNaN(v) ? "" : v.toFixed(digits));
   const lines = rows.map((f) =>
     [
       date, run.commit, run.driver, run.connections, run.streams, run.seconds, f.name, num(f.rps, 0), num(f.ratio, 4),

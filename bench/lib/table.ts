@@ -29,7 +29,7 @@ export function figures(row: RowDef, m: Measured, ceilingRps: number, rss: { max
   const calls = m.load.ok + m.load.failed;
   const rps = m.load.ok / m.load.seconds;
   const ratio = rps / ceilingRps;
-  const cpuMs = m.targetCpuMs / Math.max(1, calls);
+  const cpuMs = calls > 0 ? m.targetCpuMs / calls : NaN;
   const xacts = m.pg && m.pg.transactions / Math.max(1, m.load.totalCalls);
   const statements = m.pg?.statements === undefined ? undefined : m.pg.statements / Math.max(1, m.load.totalCalls);
   const checks: string[] = [];
@@ -37,10 +37,11 @@ export function figures(row: RowDef, m: Measured, ceilingRps: number, rss: { max
   const t = row.targets ?? {};
   if (t.ratio !== undefined) mark(ratio >= t.ratio, `≥${t.ratio}×`);
   if (t.cpuMs !== undefined) mark(cpuMs <= t.cpuMs, `≤${t.cpuMs} ms CPU`);
-  if (t.p99Ms !== undefined) mark(m.load.p99 <= t.p99Ms, `p99 ≤${t.p99Ms} ms`);
+  if (t.p99Ms !== undefined) mark(m.load.p99 !== null && m.load.p99 <= t.p99Ms, `p99 ≤${t.p99Ms} ms`);
   // "Exactly one": within 0.05, for stray background transactions (the tenant settings cache reloads once a second).
   if (row.apiCall && xacts !== undefined) mark(Math.abs(xacts - 1) <= 0.05, "1 xact");
   if (m.load.failed > 0) mark(false, `${m.load.failed} failed`);
+  if (calls === 0) mark(false, "no call completed in the window");
   return {
     name: row.name,
     rps,
@@ -49,7 +50,7 @@ export function figures(row: RowDef, m: Measured, ceilingRps: number, rss: { max
     p99: m.load.p99,
     failed: m.load.failed,
     cpuMs,
-    loadCpuMs: m.load.loadCpuMs / Math.max(1, calls),
+    loadCpuMs: calls > 0 ? m.load.loadCpuMs / calls : NaN,
     xacts,
     statements,
     rssMax: rss.max,
@@ -58,18 +59,23 @@ export function figures(row: RowDef, m: Measured, ceilingRps: number, rss: { max
   };
 }
 
+/** A number with `digits` decimals; "n/a" when there is none (NaN travels through JSON as null). */
+function num(v: number | null | undefined, digits: number): string {
+  return v === null || v === undefined || Number.isNaN(v) ? "n/a" : v.toFixed(digits);
+}
+
 const COLUMNS: [string, number, (f: RowFigures) => string][] = [
   ["row", 22, (f) => f.name],
-  ["req/s", 8, (f) => f.rps.toFixed(0)],
-  ["×ceil", 6, (f) => f.ratio.toFixed(3)],
-  ["p50 ms", 7, (f) => f.p50.toFixed(2)],
-  ["p99 ms", 7, (f) => f.p99.toFixed(2)],
+  ["req/s", 8, (f) => num(f.rps, 0)],
+  ["×ceil", 6, (f) => num(f.ratio, 3)],
+  ["p50 ms", 7, (f) => num(f.p50, 2)],
+  ["p99 ms", 7, (f) => num(f.p99, 2)],
   ["fail", 5, (f) => String(f.failed)],
-  ["CPU ms/call", 11, (f) => f.cpuMs.toFixed(3)],
-  ["load ms/call", 12, (f) => f.loadCpuMs.toFixed(3)],
-  ["xact/call", 9, (f) => (f.xacts === undefined ? "n/a" : f.xacts.toFixed(2))],
-  ["stmt/call", 9, (f) => (f.statements === undefined ? "n/a" : f.statements.toFixed(2))],
-  ["RSS max/end MiB", 15, (f) => `${f.rssMax.toFixed(0)}/${f.rssEnd.toFixed(0)}`],
+  ["CPU ms/call", 11, (f) => num(f.cpuMs, 3)],
+  ["load ms/call", 12, (f) => num(f.loadCpuMs, 3)],
+  ["xact/call", 9, (f) => num(f.xacts, 2)],
+  ["stmt/call", 9, (f) => num(f.statements, 2)],
+  ["RSS max/end MiB", 15, (f) => `${num(f.rssMax, 0)}/${num(f.rssEnd, 0)}`],
 ];
 
 /** The table header line. */
