@@ -23,13 +23,34 @@ export interface Measured {
 }
 
 /**
- * Runs one row's load process against the process `targetPid` at `job.url`;
- * reads its CPU at the window's edges and, given `pgSnapshot`, the database
- * counters before and (settled) after the run. Bounded: the load process is
- * killed 60 s after its window should have closed.
+ * Runs one load run (`run`) and, given `pgSnapshot`, reads the database
+ * counters before it and, once settled, after it.
  */
-export async function drive(job: LoadJob, targetPid: number, pgSnapshot?: () => Promise<PgSnapshot>): Promise<Measured> {
+export async function withPgCounters(
+  run: () => Promise<Omit<Measured, "pg">>,
+  pgSnapshot?: () => Promise<PgSnapshot>,
+): Promise<Measured> {
   const before = pgSnapshot && (await pgSnapshot());
+  const measured = await run();
+  let pg: Measured["pg"];
+  if (pgSnapshot && before) {
+    await new Promise((resolve) => setTimeout(resolve, PG_SETTLE_MS));
+    const after = await pgSnapshot();
+    pg = {
+      transactions: after.transactions - before.transactions,
+      statements: after.statements === undefined || before.statements === undefined ? undefined : after.statements - before.statements,
+    };
+  }
+  return { ...measured, pg };
+}
+
+/**
+ * Runs one row's load process (load-process.ts) against the process
+ * `targetPid` at `job.url` and reads that process's CPU at the window's
+ * edges. Bounded: the load process is killed 60 s after its window should
+ * have closed.
+ */
+export async function drive(job: LoadJob, targetPid: number): Promise<Omit<Measured, "pg">> {
   const child = spawn(process.execPath, ["--import", "./scripts/require-node.mjs", "bench/lib/load-process.ts"], {
     cwd: root,
     stdio: ["pipe", "pipe", "inherit"],
@@ -53,14 +74,5 @@ export async function drive(job: LoadJob, targetPid: number, pgSnapshot?: () => 
   clearTimeout(timer);
   await unregister();
   if (!load) throw new Error(`the load generator for ${job.row} exited with ${code} and no result`);
-  let pg: Measured["pg"];
-  if (pgSnapshot && before) {
-    await new Promise((resolve) => setTimeout(resolve, PG_SETTLE_MS));
-    const after = await pgSnapshot();
-    pg = {
-      transactions: after.transactions - before.transactions,
-      statements: after.statements === undefined || before.statements === undefined ? undefined : after.statements - before.statements,
-    };
-  }
-  return { load, targetCpuMs, pg };
+  return { load, targetCpuMs };
 }

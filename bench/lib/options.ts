@@ -22,6 +22,11 @@ export interface BenchOptions {
   toolsPerTenant: number;
   /** Executions seeded for the first tenant (BENCH_EXECUTIONS, 600), so a deep page exists. */
   executions: number;
+  /**
+   * Who drives rows whose calls are all the same (BENCH_DRIVER): "auto" (default) h2load when it is
+   * there or can be installed, else the own generator; "h2load" insists; "node" uses the own generator for every row.
+   */
+  driver: "auto" | "h2load" | "node";
   /** Append the rows to bench/history.tsv (BENCH_HISTORY=0 to skip). */
   history: boolean;
 }
@@ -39,8 +44,15 @@ export function readOptions(env: NodeJS.ProcessEnv = process.env): BenchOptions 
     agentsPerTenant: bounded(env, "BENCH_AGENTS", 256, 10, 10_000),
     toolsPerTenant: bounded(env, "BENCH_TOOLS", 32, 5, 1_000),
     executions: bounded(env, "BENCH_EXECUTIONS", 600, 100, 100_000),
+    driver: driverOf(env.BENCH_DRIVER),
     history: env.BENCH_HISTORY !== "0",
   };
+}
+
+function driverOf(raw: string | undefined): BenchOptions["driver"] {
+  if (raw === undefined || raw === "" || raw === "auto") return "auto";
+  if (raw === "h2load" || raw === "node") return raw;
+  throw new Error(`BENCH_DRIVER must be auto, h2load or node, got ${JSON.stringify(raw)}`);
 }
 
 function bounded(env: NodeJS.ProcessEnv, name: string, fallback: number, min: number, max: number): number {

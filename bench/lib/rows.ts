@@ -38,6 +38,8 @@ export interface RowDef {
   /** Builds call number `i`; `perCall` rows differ on every call, the others repeat a ring of at most 1 024. */
   build(seed: Seed, runId: string): (i: number) => EncodedCall;
   perCall?: boolean;
+  /** Every call is the same (one body, one token): h2load can drive it (BENCH_DRIVER=h2load). */
+  single?: boolean;
   /** Targets of issue #12: throughput relative to the ceiling, CPU per call, p99. */
   targets?: { ratio?: number; cpuMs?: number; p99Ms?: number };
 }
@@ -70,6 +72,7 @@ function byTenant<D extends DescMessage>(schema: D, init: (t: Seed["tenants"][nu
 export const ROWS: RowDef[] = [
   {
     name: "ceiling Health/Check",
+    single: true,
     process: "ceiling",
     transport: "grpc",
     path: HEALTH,
@@ -81,6 +84,7 @@ export const ROWS: RowDef[] = [
   },
   {
     name: "Health/Check",
+    single: true,
     process: "server",
     transport: "grpc",
     path: HEALTH,
@@ -187,6 +191,7 @@ export const ROWS: RowDef[] = [
   },
   {
     name: "ListExecutions p1",
+    single: true,
     process: "server",
     transport: "grpc",
     path: `${EXECUTION}ListExecutions`,
@@ -198,6 +203,7 @@ export const ROWS: RowDef[] = [
   },
   {
     name: "ListExecutions deep",
+    single: true,
     process: "server",
     transport: "grpc",
     path: `${EXECUTION}ListExecutions`,
@@ -209,6 +215,7 @@ export const ROWS: RowDef[] = [
   },
   {
     name: "GetExecutionStats",
+    single: true,
     process: "server",
     transport: "grpc",
     path: `${EXECUTION}GetExecutionStats`,
