@@ -30,6 +30,8 @@ const DATABASE = "agent_platform_bench";
 const RSS_TARGET_MIB = 250;
 
 const o = readOptions();
+// The code measured is the code loaded now: edits made while the bench runs are not in its figures.
+const commit = commitId();
 cleanUpOnSignals();
 const log = (s: string) => console.error(`bench: ${s}`);
 
@@ -100,7 +102,7 @@ try {
   const useH2load = o.driver !== "node" && !h2loadMissing;
   const warmupMs = Math.min(2_000, Math.max(500, o.seconds * 200));
   console.log(
-    `\n${commitId()}  driver=${driver}  ${o.connections} connections × ${o.streams} streams (Connect/h1: ${o.h1Connections} connections)  ` +
+    `\n${commit}  driver=${driver}  ${o.connections} connections × ${o.streams} streams (Connect/h1: ${o.h1Connections} connections)  ` +
       `${o.seconds} s per row after ${warmupMs / 1000} s warm-up  seed: ${o.tenants} tenants, ${o.tenants * o.agentsPerTenant} agents, ${o.tenants * o.toolsPerTenant} tools`,
   );
   console.log(header());
@@ -167,7 +169,7 @@ try {
   if (!stats) console.log("xact/call, stmt/call: n/a on PGlite (no pg_stat_database); use BENCH_DATABASE_URL or BENCH_PG=own");
   else if (stats.statementsWhyNot) console.log(`stmt/call: n/a: ${stats.statementsWhyNot}`);
   if (o.history) {
-    const file = appendHistory({ commit: commitId(), driver: useH2load ? `${driver}+h2load` : driver, connections: o.connections, streams: o.streams, seconds: o.seconds }, results);
+    const file = appendHistory({ commit, driver: useH2load ? `${driver}+h2load` : driver, connections: o.connections, streams: o.streams, seconds: o.seconds }, results);
     console.log(`appended to ${file}`);
   }
 } catch (err) {
