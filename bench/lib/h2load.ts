@@ -122,8 +122,10 @@ export async function runH2load(
         p50: histogram.percentile(50),
         p99: histogram.percentile(99),
         loadCpuMs,
-        // h2load does not count its warm-up calls, which the database counters include: estimated at the window's rate.
-        totalCalls: Math.round(Number(m?.[3] ?? ok + failed) * ((o.warmupMs + o.measureMs) / o.measureMs)),
+        // The database counters include calls h2load does not count: its warm-up (estimated at the
+        // window's rate) and the calls in flight when the window closed (at most connections × streams).
+        totalCalls:
+          Math.round(Number(m?.[3] ?? ok + failed) * ((o.warmupMs + o.measureMs) / o.measureMs)) + o.connections * o.streams,
       },
       targetCpuMs,
     };
