@@ -21,14 +21,14 @@ export interface BenchServer {
  * Starts src/main.ts on a free port of 127.0.0.1 with only `env` (plus PATH,
  * HOME, HOST and PORT) and waits until health answers SERVING. `nodeFlags`
  * go before the script (e.g. --cpu-prof); `stdout` says where its stdout goes;
- * `timeoutMs` (60 s) bounds the wait.
+ * `timeoutMs` (180 s: a first PGlite start on a loaded machine can pass 60 s) bounds the wait.
  */
 export async function startBenchServer(
   env: Record<string, string>,
   {
     nodeFlags = [],
     stdout = "ignore",
-    timeoutMs = 60_000,
+    timeoutMs = 180_000,
   }: { nodeFlags?: string[]; stdout?: "ignore" | "inherit"; timeoutMs?: number } = {},
 ): Promise<BenchServer> {
   const port = await freePort();
