@@ -75,8 +75,17 @@ export async function grpcFire(
       status ??= "stream-error";
       message ??= err.message;
     });
-    stream.on("close", () => done(status ?? "no-grpc-status", message && decodeURIComponent(message)));
+    stream.on("close", () => done(status ?? "no-grpc-status", message && percentDecoded(message)));
     stream.end(call.frame);
   };
   return { fire, close: () => sessions.forEach((s) => s.close()) };
+}
+
+/** grpc-message is percent-encoded; a malformed one is shown as sent. */
+function percentDecoded(text: string): string {
+  try {
+    return decodeURIComponent(text);
+  } catch {
+    return text;
+  }
 }
