@@ -19,8 +19,7 @@ import type { Keyring } from "./credentials/keyring.ts";
 import { executionHandler, type ExecutionDeps } from "./executions/execution.handler.ts";
 import type { Limits } from "./tenants/limits.ts";
 import type { Quotas } from "./tenants/quotas.ts";
-import type { RateLimiter } from "./tenants/rate-limiter.ts";
-import { tenantHandler } from "./tenants/tenant.handler.ts";
+import { tenantHandler, type TenantDeps } from "./tenants/tenant.handler.ts";
 import { toolHandler } from "./tools/tool.handler.ts";
 
 /** The platform's own services, in the order the README lists them. */
@@ -44,7 +43,7 @@ export interface RouteDeps {
   /** The configured default limits of every tenant. */
   tenantLimits: Limits;
   /** The request rate limiter, told when an operator changes a tenant's limits. */
-  limiter: RateLimiter;
+  limiter: TenantDeps["limiter"];
 }
 
 /**

@@ -5,27 +5,28 @@ import { createAuthenticator } from "./auth/tokens.ts";
 import { createPageTokens } from "./common/page-token.ts";
 import type { Config } from "./config.ts";
 import { developmentKeyring } from "./credentials/keyring.ts";
-import { createCors } from "./http/cors.ts";
-import { createListener } from "./http/listener.ts";
+import { createCors } from "./pipeline/cors.ts";
+import { createListener } from "./pipeline/listener.ts";
 import { appDatabaseUrl, connectionsOf } from "./db/orm.ts";
 import { createCancelBus } from "./executions/cancel-bus.ts";
 import { credentialLookup } from "./executions/credential-lookup.ts";
 import { ExecutionRunner } from "./executions/runner.ts";
-import { authInterceptor } from "./interceptors/auth.ts";
-import { deadlineInterceptor } from "./interceptors/deadline.ts";
-import { drainInterceptor } from "./interceptors/drain.ts";
-import { entityManagerInterceptor } from "./interceptors/entity-manager.ts";
-import { clientDecodeErrors, errorInterceptor } from "./interceptors/errors.ts";
-import { validationInterceptor } from "./interceptors/validation.ts";
-import { postgresBuckets } from "./tenants/postgres-buckets.ts";
-import { createEarlyAdmission } from "./tenants/early-admission.ts";
-import { fairShareInterceptor } from "./tenants/fair-share-interceptor.ts";
-import { TenantLines } from "./tenants/lines.ts";
+import { authInterceptor } from "./pipeline/admission/auth-interceptor.ts";
+import { deadlineInterceptor } from "./pipeline/interceptors/deadline.ts";
+import { drainInterceptor } from "./pipeline/interceptors/drain.ts";
+import { entityManagerInterceptor } from "./pipeline/interceptors/entity-manager.ts";
+import { clientDecodeErrors, errorInterceptor } from "./pipeline/interceptors/errors.ts";
+import { validationInterceptor } from "./pipeline/interceptors/validation.ts";
+import { postgresBuckets } from "./pipeline/admission/postgres-buckets.ts";
+import { createEarlyAdmission } from "./pipeline/admission/early-admission.ts";
+import { fairShareInterceptor } from "./pipeline/admission/fair-share-interceptor.ts";
+import { TenantLines } from "./pipeline/admission/lines.ts";
 import { quotaCounters } from "./entities.ts";
+import { tenantLimitsReader } from "./tenants/settings.repository.ts";
 import { createQuotas } from "./tenants/quotas.ts";
-import { rateLimitInterceptor } from "./tenants/rate-limit-interceptor.ts";
-import { RateLimiter } from "./tenants/rate-limiter.ts";
-import { redisBuckets } from "./tenants/redis-buckets.ts";
+import { rateLimitInterceptor } from "./pipeline/admission/rate-limit-interceptor.ts";
+import { RateLimiter } from "./pipeline/admission/rate-limiter.ts";
+import { redisBuckets } from "./pipeline/admission/redis-buckets.ts";
 import type { Logger } from "./log.ts";
 import { createDatabaseProbe } from "./platform/database-probe.ts";
 import { createHealth, type HealthState } from "./platform/health.ts";
@@ -72,8 +73,7 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
   // Token buckets shared by every instance: Redis when configured, else the database.
   const limiter = new RateLimiter({
     store: config.redisUrl ? redisBuckets(config.redisUrl) : postgresBuckets(orm),
-    orm,
-    defaults: config.tenantLimits,
+    readLimits: tenantLimitsReader(orm, config.tenantLimits),
     cacheMs: config.tenantSettingsCacheMs,
     logger,
   });

@@ -1,6 +1,5 @@
 import type { Interceptor } from "@connectrpc/connect";
-import { principalKey } from "../auth/principal.ts";
-import { requestSignalKey } from "../interceptors/deadline.ts";
+import { principalKey, requestSignalKey } from "../../call-context.ts";
 import { admittedTenantKey } from "./early-admission.ts";
 import type { RateLimiter } from "./rate-limiter.ts";
 

@@ -1,7 +1,6 @@
 import type { DescMethod } from "@bufbuild/protobuf";
 import { createContextKey, type Interceptor } from "@connectrpc/connect";
-import { principalKey } from "../auth/principal.ts";
-import { requestSignalKey } from "../interceptors/deadline.ts";
+import { principalKey, requestSignalKey } from "../../call-context.ts";
 import type { TenantLines } from "./lines.ts";
 
 // Unary calls that wait on something besides the database (ExecuteAgent

@@ -15,12 +15,12 @@ import {
   setTrailerStatus,
 } from "@connectrpc/connect/protocol-grpc";
 import { contentTypeRegExp as grpcWebContentType } from "@connectrpc/connect/protocol-grpc-web";
-import { operatorMayCall, requirementOf } from "../auth/policy.ts";
-import { roleSatisfies, type Role } from "../auth/principal.ts";
-import { bearerTokenOf, type Authenticator } from "../auth/tokens.ts";
-import { RateLimitedError } from "../common/errors.ts";
+import { operatorMayCall, requirementOf } from "../../auth/policy.ts";
+import { roleSatisfies, type Role } from "../../auth/principal.ts";
+import { bearerTokenOf, type Authenticator } from "../../auth/tokens.ts";
+import { RateLimitedError } from "../../common/errors.ts";
 import { toConnectError } from "../interceptors/errors.ts";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../../log.ts";
 import { shareHeldKey, takesShare } from "./fair-share-interceptor.ts";
 import type { TenantLines } from "./lines.ts";
 import { refused, type RateLimiter } from "./rate-limiter.ts";
@@ -169,7 +169,7 @@ export function createEarlyAdmission(options: EarlyAdmissionOptions): EarlyAdmis
     // The body is read to its end (and dropped) first, so an HTTP/1.1
     // connection can carry the client's next call; past the message size
     // limit the answer goes at once and the connection closes after it
-    // (src/http/listener.ts), as the full path does with a body too large.
+    // (pipeline/listener.ts), as the full path does with a body too large.
     return (p) => {
       if (res.writableEnded || req.destroyed) return;
       if (req.readableEnded) return answer(p);

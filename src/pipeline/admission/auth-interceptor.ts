@@ -1,8 +1,9 @@
 import type { Interceptor } from "@connectrpc/connect";
-import { PermissionDeniedError, UnauthenticatedError } from "../common/errors.ts";
-import { operatorMayCall, requirementOf } from "../auth/policy.ts";
-import { principalKey, roleSatisfies } from "../auth/principal.ts";
-import { bearerTokenOf, type Authenticate } from "../auth/tokens.ts";
+import { PermissionDeniedError, UnauthenticatedError } from "../../common/errors.ts";
+import { operatorMayCall, requirementOf } from "../../auth/policy.ts";
+import { roleSatisfies } from "../../auth/principal.ts";
+import { principalKey } from "../../call-context.ts";
+import { bearerTokenOf, type Authenticate } from "../../auth/tokens.ts";
 
 /**
  * Authenticates the caller and decides whether it may call the method: the
