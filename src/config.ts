@@ -64,6 +64,11 @@ export interface Config {
   redisUrl: string | undefined;
   /** How long a process keeps a tenant's limits before reading them again, in ms. */
   tenantSettingsCacheMs: number;
+  /**
+   * Which server answers gRPC over h2c (GRPC_PATH): "grpc-js" (default, the
+   * fast path) or "connect" (connect-node, as for every other protocol).
+   */
+  grpcPath: "grpc-js" | "connect";
   /** Log level. */
   logLevel: LogLevel;
   /** NODE_ENV=production. */
@@ -139,6 +144,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     tenantCallsInFlight: env.TENANT_CALLS_IN_FLIGHT ? Math.max(1, int(env, "TENANT_CALLS_IN_FLIGHT", 1)) : undefined,
     redisUrl: env.REDIS_URL || undefined,
     tenantSettingsCacheMs: int(env, "TENANT_SETTINGS_CACHE_MS", 1_000),
+    grpcPath: grpcPathOf(env.GRPC_PATH),
     logLevel: (env.LOG_LEVEL as LogLevel | undefined) ?? "info",
     production,
   };
@@ -152,4 +158,10 @@ function int(env: NodeJS.ProcessEnv, name: string, fallback: number): number {
     throw new Error(`${name} must be a non-negative integer, got ${JSON.stringify(raw)}`);
   }
   return value;
+}
+
+function grpcPathOf(value: string | undefined): Config["grpcPath"] {
+  if (value === undefined || value === "" || value === "grpc-js") return "grpc-js";
+  if (value === "connect") return "connect";
+  throw new Error(`GRPC_PATH must be "grpc-js" or "connect", not ${JSON.stringify(value)}`);
 }

@@ -1,12 +1,14 @@
 import type { MikroORM } from "@mikro-orm/core";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createAuthenticator } from "./auth/tokens.ts";
 import { createPageTokens } from "./common/page-token.ts";
 import type { Config } from "./config.ts";
 import { developmentKeyring } from "./credentials/keyring.ts";
 import { createCors } from "./pipeline/cors.ts";
-import { createListener } from "./pipeline/listener.ts";
+import { createListener, type Handler } from "./pipeline/listener.ts";
+import { createConnectPath } from "./pipeline/connect/handler.ts";
+import { createGrpcPath } from "./pipeline/grpc/server.ts";
+import { createAdmission } from "./pipeline/admission/admission.ts";
 import { appDatabaseUrl, connectionsOf } from "./db/orm.ts";
 import { createCancelBus } from "./executions/cancel-bus.ts";
 import { credentialLookup } from "./executions/credential-lookup.ts";
@@ -15,7 +17,7 @@ import { authInterceptor } from "./pipeline/admission/auth-interceptor.ts";
 import { deadlineInterceptor } from "./pipeline/interceptors/deadline.ts";
 import { drainInterceptor } from "./pipeline/interceptors/drain.ts";
 import { entityManagerInterceptor } from "./pipeline/interceptors/entity-manager.ts";
-import { clientDecodeErrors, errorInterceptor } from "./pipeline/interceptors/errors.ts";
+import { errorInterceptor, toConnectError, undecodableRequest } from "./pipeline/interceptors/errors.ts";
 import { validationInterceptor } from "./pipeline/interceptors/validation.ts";
 import { postgresBuckets } from "./pipeline/admission/postgres-buckets.ts";
 import { createEarlyAdmission } from "./pipeline/admission/early-admission.ts";
@@ -96,25 +98,26 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
     logger,
   });
 
-  const handler = connectNodeAdapter({
-    routes: routes({
-      pageTokens: createPageTokens(config.pageTokenSecret),
-      health,
-      agentRetentionDays: config.agentRetentionDays,
-      keyring,
-      executions: {
-        runner,
-        cancelBus,
-        instanceId: config.instanceId,
-        defaultTimeoutMs: config.executionTimeoutMs,
-        defaultDeadlineMs: config.defaultDeadlineMs,
-        credentials: credentialLookup(keyring),
-        quotas,
-      },
+  const services = routes({
+    pageTokens: createPageTokens(config.pageTokenSecret),
+    health,
+    agentRetentionDays: config.agentRetentionDays,
+    keyring,
+    executions: {
+      runner,
+      cancelBus,
+      instanceId: config.instanceId,
+      defaultTimeoutMs: config.executionTimeoutMs,
+      defaultDeadlineMs: config.defaultDeadlineMs,
+      credentials: credentialLookup(keyring),
       quotas,
-      tenantLimits: config.tenantLimits,
-      limiter,
-    }),
+    },
+    quotas,
+    tenantLimits: config.tenantLimits,
+    limiter,
+  });
+  const handler = createConnectPath({
+    services,
     // Outermost first: every error is mapped; deadline and auth come before
     // validation, and validation before any database work; the tenant's rate
     // limit right after auth and its fair share right before the work (for
@@ -129,13 +132,39 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
       fairShareInterceptor(shares),
       entityManagerInterceptor(orm),
     ],
-    readMaxBytes: config.maxMessageBytes,
-    writeMaxBytes: config.maxMessageBytes,
+    maxMessageBytes: config.maxMessageBytes,
     maxTimeoutMs: config.maxTimeoutMs,
     shutdownSignal: abortInFlight.signal,
-    requestGate: clientDecodeErrors,
     contextValues: (req) => early.contextValues(req),
   });
+  const cors = createCors(config.corsOrigins);
+  const front: Handler = (req, res) => {
+    if (!cors(req, res)) early.handle(req, res, () => handler(req, res));
+  };
+  // gRPC over h2c: a grpc-js server, admission once before the body is
+  // decoded, then the interceptors that do not decide admission.
+  const grpcPath =
+    config.grpcPath === "grpc-js"
+      ? createGrpcPath({
+          services,
+          admit: createAdmission({ authenticator, limiter, shares }),
+          draining: () => draining,
+          interceptors: [
+            errorInterceptor(logger),
+            drainInterceptor(() => draining),
+            deadlineInterceptor(config.defaultDeadlineMs),
+            validationInterceptor(),
+            entityManagerInterceptor(orm),
+          ],
+          toConnectError: (err, where, signal) => toConnectError(err, logger, where, signal),
+          undecodable: undecodableRequest,
+          maxMessageBytes: config.maxMessageBytes,
+          maxTimeoutMs: config.maxTimeoutMs,
+          defaultDeadlineMs: config.defaultDeadlineMs,
+          shutdownSignal: abortInFlight.signal,
+          otherStreams: front,
+        })
+      : undefined;
   // Health follows the database: NOT_SERVING while it does not answer. The
   // embedded PGlite lives in this process; there is nothing to probe.
   const probe = config.database.url
@@ -147,10 +176,7 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
         logger,
       })
     : undefined;
-  const cors = createCors(config.corsOrigins);
-  const listener = createListener((req, res) => {
-    if (!cors(req, res)) early.handle(req, res, () => handler(req, res));
-  }, config.tls);
+  const listener = createListener(front, config.tls, grpcPath && ((socket) => grpcPath.injectConnection(socket)));
 
   return {
     health,
@@ -167,6 +193,7 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
         () => abortInFlight.abort(new ConnectError("the server shut down before the call finished; retry", Code.Unavailable)),
         config.shutdownGraceMs,
       );
+      grpcPath?.drain(config.shutdownGraceMs);
       // Runs get the same grace as calls; streams following them end with them.
       await Promise.all([listener.close(config.shutdownGraceMs + 1000), runner.shutdown(config.shutdownGraceMs)]);
       clearTimeout(grace);

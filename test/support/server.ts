@@ -41,6 +41,8 @@ export async function startTestServer(env: Record<string, string> = {}, database
     HOST: "127.0.0.1",
     PORT: "0",
     CREDENTIAL_KEYS: TEST_CREDENTIAL_KEYS,
+    // The vitest project's gRPC path (vitest.config.ts).
+    GRPC_PATH: process.env.GRPC_PATH ?? "grpc-js",
     ...env,
   });
   const logger: Logger = createLogger("debug", (line) => void logs.push(line));

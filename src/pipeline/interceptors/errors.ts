@@ -219,3 +219,14 @@ export function clientDecodeErrors(context: HandlerContext): void {
     { once: true },
   );
 }
+
+/**
+ * The error of a request body that does not decode, for the transport that
+ * decodes bodies itself (pipeline/grpc/): what the Connect path answers for
+ * the same body (connect's "parse binary" error, turned into
+ * INVALID_ARGUMENT by clientDecodeErrors), so both paths answer alike.
+ */
+export function undecodableRequest(cause: unknown): ConnectError {
+  const message = cause instanceof Error ? cause.message : String(cause);
+  return new ConnectError(`parse binary: ${message}`, Code.InvalidArgument);
+}
