@@ -13,7 +13,7 @@ import { appDatabaseUrl, connectionsOf } from "./db/orm.ts";
 import { createCancelBus } from "./executions/cancel-bus.ts";
 import { credentialLookup } from "./executions/credential-lookup.ts";
 import { ExecutionRunner } from "./executions/runner.ts";
-import { authInterceptor } from "./pipeline/admission/auth-interceptor.ts";
+import { admissionInterceptor } from "./pipeline/admission/admission-interceptor.ts";
 import { deadlineInterceptor } from "./pipeline/interceptors/deadline.ts";
 import { drainInterceptor } from "./pipeline/interceptors/drain.ts";
 import { entityManagerInterceptor } from "./pipeline/interceptors/entity-manager.ts";
@@ -21,12 +21,10 @@ import { errorInterceptor, toConnectError, undecodableRequest } from "./pipeline
 import { validationInterceptor } from "./pipeline/interceptors/validation.ts";
 import { postgresBuckets } from "./pipeline/admission/postgres-buckets.ts";
 import { createEarlyAdmission } from "./pipeline/admission/early-admission.ts";
-import { fairShareInterceptor } from "./pipeline/admission/fair-share-interceptor.ts";
 import { TenantLines } from "./pipeline/admission/lines.ts";
 import { quotaCounters } from "./entities.ts";
 import { tenantLimitsReader } from "./tenants/settings.repository.ts";
 import { createQuotas } from "./tenants/quotas.ts";
-import { rateLimitInterceptor } from "./pipeline/admission/rate-limit-interceptor.ts";
 import { RateLimiter } from "./pipeline/admission/rate-limiter.ts";
 import { redisBuckets } from "./pipeline/admission/redis-buckets.ts";
 import type { Logger } from "./log.ts";
@@ -85,12 +83,15 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
   // tenant's calls leave the other half to the rest (on PGlite, with its one
   // connection: one call each).
   const shares = new TenantLines(config.tenantCallsInFlight ?? Math.ceil(connectionsOf(orm) / 2));
-  // The rate limit and the share, taken before a call is read when its token is known.
+  // Admission, one step: token → principal → role → rate limit → fair share.
+  // Both transport paths run it once per call, before the call is decoded
+  // (gRPC path) or read (Connect path, when its token is known; else in the
+  // admission interceptor).
+  const admit = createAdmission({ authenticator, limiter, shares });
   const early = createEarlyAdmission({
     services: apiServices,
+    admit,
     authenticator,
-    limiter,
-    shares,
     maxBodyBytes: config.maxMessageBytes,
     defaultDeadlineMs: config.defaultDeadlineMs,
     maxTimeoutMs: config.maxTimeoutMs,
@@ -118,18 +119,15 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
   });
   const handler = createConnectPath({
     services,
-    // Outermost first: every error is mapped; deadline and auth come before
-    // validation, and validation before any database work; the tenant's rate
-    // limit right after auth and its fair share right before the work (for
-    // the calls not admitted before they were read).
+    // Outermost first: every error is mapped; the deadline and admission
+    // (for the calls not admitted before they were read) come before
+    // validation, and validation before any database work.
     interceptors: [
       errorInterceptor(logger),
       drainInterceptor(() => draining),
       deadlineInterceptor(config.defaultDeadlineMs),
-      authInterceptor(authenticator),
-      rateLimitInterceptor(limiter),
+      admissionInterceptor(admit),
       validationInterceptor(),
-      fairShareInterceptor(shares),
       entityManagerInterceptor(orm),
     ],
     maxMessageBytes: config.maxMessageBytes,
@@ -147,7 +145,7 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
     config.grpcPath === "grpc-js"
       ? createGrpcPath({
           services,
-          admit: createAdmission({ authenticator, limiter, shares }),
+          admit,
           draining: () => draining,
           interceptors: [
             errorInterceptor(logger),

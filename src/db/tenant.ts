@@ -4,7 +4,7 @@ import { TENANT_SETTING } from "./rls.ts";
 /**
  * Tenant scoping in the ORM: the global `tenant` filter and the stamp that
  * writes `tenant_id` on insert, over row-level security in the database
- * (rls.ts). The auth interceptor is the only code that sets the tenant
+ * (rls.ts). Admission is the only code that sets the tenant
  * (through `scopeToTenant`); nothing else in the service names a tenant.
  */
 export const TENANT_FILTER = "tenant";

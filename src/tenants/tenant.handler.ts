@@ -23,7 +23,7 @@ export interface TenantDeps {
 const UPDATABLE = LIMIT_NAMES.map((name) => LIMIT_PATHS[name]);
 
 /**
- * TenantService over the request's EntityManager, which the auth interceptor
+ * TenantService over the request's EntityManager, which admission
  * scoped to the caller's own tenant or, for an operator, to the tenant the
  * request names.
  */

@@ -11,7 +11,8 @@ import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { requirementOf } from "../../src/auth/policy.ts";
 import { OPERATOR_ROLE, ROLES, roleSatisfies, type Role } from "../../src/auth/principal.ts";
 import { createAuthenticator } from "../../src/auth/tokens.ts";
-import { authInterceptor } from "../../src/pipeline/admission/auth-interceptor.ts";
+import { createAdmission } from "../../src/pipeline/admission/admission.ts";
+import { admissionInterceptor } from "../../src/pipeline/admission/admission-interceptor.ts";
 import { errorInterceptor } from "../../src/pipeline/interceptors/errors.ts";
 import { createLogger } from "../../src/log.ts";
 import { allServices, apiServices } from "../../src/routes.ts";
@@ -110,7 +111,7 @@ describe("the auth interceptor", () => {
       router: {
         interceptors: [
           errorInterceptor(createLogger("error", () => {})),
-          authInterceptor(createAuthenticator({ secret: secretBytes })),
+          admissionInterceptor(createAdmission({ authenticator: createAuthenticator({ secret: secretBytes }) })),
         ],
       },
     },

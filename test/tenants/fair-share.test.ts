@@ -12,7 +12,7 @@ import { closeRawAgents, envelope, grpcSession } from "../support/raw-wire.ts";
 import { startTestServer, TEST_SECRET, type TestServer } from "../support/server.ts";
 
 /*
- * Each tenant's fair share of the database (src/tenants/fair-share-interceptor.ts):
+ * Each tenant's fair share of the database (src/pipeline/admission/admission.ts):
  * a tenant whose calls all wait on the database (here: on a row lock the
  * test holds) occupies at most TENANT_CALLS_IN_FLIGHT connections, and
  * another tenant's calls find the rest of the pool free. Without the share

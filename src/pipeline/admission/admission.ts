@@ -3,7 +3,6 @@ import { PermissionDeniedError, UnauthenticatedError } from "../../common/errors
 import { operatorMayCall, requirementOf, type Requirement } from "../../auth/policy.ts";
 import { roleSatisfies, type Principal } from "../../auth/principal.ts";
 import { bearerTokenOf, type Authenticator } from "../../auth/tokens.ts";
-import { takesShare } from "./fair-share-interceptor.ts";
 import type { TenantLines } from "./lines.ts";
 import type { RateLimiter } from "./rate-limiter.ts";
 
@@ -11,9 +10,10 @@ import type { RateLimiter } from "./rate-limiter.ts";
 export interface AdmissionOptions {
   /** Verifies tokens, keeping the ones verified a moment ago. */
   authenticator: Authenticator;
-  limiter: RateLimiter;
-  /** The tenants' fair shares. */
-  shares: TenantLines;
+  /** The tenants' rate limits; without it, none. */
+  limiter?: RateLimiter;
+  /** The tenants' fair shares; without them, none. */
+  shares?: TenantLines;
 }
 
 /** A call as admission sees it: before its body is read. */
@@ -44,6 +44,19 @@ export interface Admitted {
   release(): void;
 }
 
+// Unary calls that wait on something besides the database (ExecuteAgent
+// waits for its run, for as long as the run takes): a share held for that
+// long would stall the tenant's short calls behind it.
+const LONG_CALLS = new Set(["agentplatform.v1.ExecutionService/ExecuteAgent"]);
+
+/**
+ * Whether a call of `method` holds one of its tenant's fair shares while it
+ * runs (TenantLines): unary calls but the long ones. Streams hold none.
+ */
+export function takesShare(method: DescMethod): boolean {
+  return method.methodKind === "unary" && !LONG_CALLS.has(`${method.parent.typeName}/${method.name}`);
+}
+
 const NOTHING_HELD = () => {};
 const PUBLIC: Admitted = { principal: undefined, release: NOTHING_HELD };
 
@@ -56,6 +69,15 @@ const PUBLIC: Admitted = { principal: undefined, release: NOTHING_HELD };
  * RESOURCE_EXHAUSTED with RetryInfo and RATE_LIMITED); a call that waited
  * in its tenant's line past its deadline rejects with the signal's reason.
  * Platform operators are neither rate limited nor held to a share.
+ *
+ * The fair share: at most the lines' width of a tenant's unary calls run at
+ * once in this process; the tenant's other calls wait in its own line
+ * (until their deadline at most), not in the event loop's or the database
+ * pool's queue, where every other tenant's calls would wait behind them.
+ * Both transport paths call this once per call: the gRPC path before the
+ * body is decoded, the Connect path before Connect reads the call
+ * (early-admission.ts) or, when that cannot be decided unread, in the
+ * admission interceptor.
  */
 export function createAdmission(options: AdmissionOptions): (call: CallToAdmit) => Promise<Admitted> {
   const decisions = new Map<DescMethod, { needed: Requirement | undefined; operatorMay: boolean; share: boolean }>();
@@ -93,8 +115,8 @@ export function createAdmission(options: AdmissionOptions): (call: CallToAdmit) 
     if (operator) return { principal, release: NOTHING_HELD };
     const tenantId = principal.tenantId;
     const signal = call.signal();
-    await limiter.admit(tenantId, signal);
-    if (!share) return { principal, release: NOTHING_HELD };
+    await limiter?.admit(tenantId, signal);
+    if (!share || !shares) return { principal, release: NOTHING_HELD };
     if (!shares.tryEnter(tenantId)) await shares.enter(tenantId, signal);
     let held = true;
     return {

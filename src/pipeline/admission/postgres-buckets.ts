@@ -12,7 +12,7 @@ const BUCKET = "api";
  * creates the bucket full if need be, locks it, refills it for the time since
  * the last take by the database's clock, and takes a token if there is one.
  * The function sets the tenant for its own statements, so row-level security
- * holds it to the principal's bucket (the tenant the auth interceptor set).
+ * holds it to the principal's bucket (the tenant admission set).
  */
 export function postgresBuckets(orm: MikroORM): BucketStore {
   return {
