@@ -45,7 +45,7 @@ describe("the policy table", () => {
   });
 
   it("has no requirement for a method it does not list, which the auth interceptor denies", () => {
-    // src/interceptors/auth.ts: `requirementOf(...) === undefined` throws
+    // src/pipeline/admission/admission.ts: `requirementOf(...) === undefined` throws
     // PERMISSION_DENIED (METHOD_NOT_IN_POLICY) before the token is even read;
     // the router-transport tests below show it end to end.
     expect(requirementOf(ToolService, "PurgeTools")).toBeUndefined();
