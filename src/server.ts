@@ -82,8 +82,9 @@ export function createAppServer({ config, orm, logger }: ServerDeps): AppServer 
   // Each tenant's fair share: half the connections by default, so one
   // tenant's calls leave the other half to the rest (on PGlite, with its one
   // connection: one call each). Work-conserving: a tenant alone may borrow
-  // beyond its share up to every connection but one; the one kept free is
-  // the next tenant's first call's, should the borrowed ones be stuck.
+  // beyond its share up to every connection but one (the one kept free is
+  // the next tenant's first call's, should the borrowed ones be stuck);
+  // once another tenant calls, each keeps to its share.
   const connections = connectionsOf(orm);
   const shares = new TenantLines(config.tenantCallsInFlight ?? Math.ceil(connections / 2), Math.max(0, connections - 1));
   // Admission, one step: token → principal → role → rate limit → fair share.

@@ -14,25 +14,21 @@ describe("TenantLines (share 2, capacity 4)", () => {
     expect([lines.tryEnter("b"), lines.tryEnter("b"), lines.tryEnter("b")]).toEqual([true, true, false]);
   });
 
-  it("stops lending while another tenant waits, and hands freed turns below the share first", async () => {
-    const lines = new TenantLines(2, 4);
-    for (let i = 0; i < 4; i++) lines.tryEnter("a");
-    lines.tryEnter("b");
-    lines.tryEnter("b");
+  it("lends to a tenant alone only: once another calls, each keeps to its share", async () => {
+    const lines = new TenantLines(2, 6);
+    expect([lines.tryEnter("a"), lines.tryEnter("a"), lines.tryEnter("a")]).toEqual([true, true, true]);
+    expect(lines.tryEnter("b")).toBe(true);
+    // B has a turn: A may borrow no more, though the capacity is not reached.
+    expect(lines.tryEnter("a")).toBe(false);
     const order: string[] = [];
     const bWaits = lines.enter("b").then(() => order.push("b"));
-    const aWaits = lines.enter("a").then(() => order.push("a"));
-    // Three of A's four turns end: the third takes A below its share, and its waiter goes first.
+    const bBorrows = lines.enter("b").then(() => order.push("b borrows"));
+    // A's turns end: B, alone now, takes its share, then borrows.
     lines.leave("a");
     lines.leave("a");
     lines.leave("a");
-    await aWaits;
-    expect(order).toEqual(["a"]);
-    // One more: a turn is free under the capacity, and B, waiting, borrows it.
-    lines.leave("a");
-    await Promise.all([bWaits, aWaits]);
-    // A is below its share again first; then B borrows.
-    expect(order).toEqual(["a", "b"]);
+    await Promise.all([bWaits, bBorrows]);
+    expect(order).toEqual(["b", "b borrows"]);
   });
 
   it("without a capacity, holds each tenant to its share", () => {

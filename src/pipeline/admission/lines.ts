@@ -12,19 +12,18 @@ interface Line {
 
 /**
  * One line per tenant. A tenant always gets up to `width` turns at once
- * (its share); beyond it, it may borrow the turns no other tenant uses, up
- * to `capacity` turns in all, as long as no other tenant is waiting: a
- * tenant alone uses the whole capacity, and shares bite only when tenants
- * compete. A tenant's calls beyond that wait first come, first served in its
- * own line, not in a queue other tenants share (the database pool's, the
- * bucket store's). Freed turns go first to tenants below their share, then,
- * round robin, to the tenants waiting to borrow.
+ * (its share); a tenant alone (no other tenant has a turn or waits for one)
+ * may borrow beyond it, up to `capacity` turns: shares bite only when
+ * tenants compete. Borrowing stops as soon as another tenant calls, and the
+ * borrowed turns come back as they end. A tenant's calls beyond that wait
+ * first come, first served in its own line, not in a queue other tenants
+ * share (the database pool's, the bucket store's).
  */
 export class TenantLines {
   readonly #width: number;
   readonly #capacity: number;
   readonly #lines = new Map<string, Line>();
-  // Tenants with callers waiting, in the order they get borrowed turns.
+  // Tenants with callers waiting.
   readonly #waiting = new Set<string>();
   #running = 0;
 
@@ -37,9 +36,12 @@ export class TenantLines {
   #mayEnter(tenantId: string, line: Line | undefined): boolean {
     const running = line?.running ?? 0;
     if (running < this.#width) return true;
-    if (this.#running >= this.#capacity) return false;
-    // Borrowing: only while no other tenant waits for a turn.
-    return this.#waiting.size === 0 || (this.#waiting.size === 1 && this.#waiting.has(tenantId));
+    return this.#running < this.#capacity && this.#alone(tenantId);
+  }
+
+  /** Whether no tenant but this one has a turn or waits for one. */
+  #alone(tenantId: string): boolean {
+    return this.#lines.size === 0 || (this.#lines.size === 1 && this.#lines.has(tenantId));
   }
 
   #take(tenantId: string, line: Line | undefined): void {
@@ -83,7 +85,7 @@ export class TenantLines {
             if (line.running === 0) this.#lines.delete(tenantId);
           }
           reject(reason);
-          // A borrower that stopped waiting may let another borrow.
+          // The tenant that stopped waiting may leave another alone, free to borrow.
           this.#handOut();
         },
       };
@@ -109,14 +111,11 @@ export class TenantLines {
       const line = this.#lines.get(tenantId)!;
       while (line.waiting.length > 0 && line.running < this.#width) this.#admitNext(tenantId, line);
     }
-    // …then borrowed turns, one tenant after another.
-    while (this.#waiting.size > 0 && this.#running < this.#capacity) {
-      const tenantId = this.#waiting.values().next().value!;
-      const line = this.#lines.get(tenantId)!;
-      this.#waiting.delete(tenantId);
-      this.#admitNext(tenantId, line);
-      if (line.waiting.length > 0) this.#waiting.add(tenantId);
-    }
+    // …then borrowed turns, to a tenant alone.
+    if (this.#waiting.size !== 1 || this.#lines.size !== 1) return;
+    const tenantId = this.#waiting.values().next().value!;
+    const line = this.#lines.get(tenantId)!;
+    while (line.waiting.length > 0 && this.#running < this.#capacity) this.#admitNext(tenantId, line);
   }
 
   #admitNext(tenantId: string, line: Line): void {
