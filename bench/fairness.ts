@@ -24,7 +24,7 @@
 // B is measured once A has spent its burst (its first refusal, plus 1 s):
 // the burst is admitted work the limit allows; the moment A spends it is
 // printed apart. A refused call costs the server little (it is refused
-// before it is read: src/tenants/early-admission.ts); what A is admitted is
+// before it is read: src/pipeline/admission/early-admission.ts); what A is admitted is
 // full work, so the ratio grows with A's limit, not with its flood.
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";

@@ -70,6 +70,11 @@ export interface Config {
    * development against local endpoints, never in a shared deployment.
    */
   outboundAllowPrivate: boolean;
+  /**
+   * Which server answers gRPC over h2c (GRPC_PATH): "grpc-js" (default, the
+   * fast path) or "connect" (connect-node, as for every other protocol).
+   */
+  grpcPath: "grpc-js" | "connect";
   /** Log level. */
   logLevel: LogLevel;
   /** NODE_ENV=production. */
@@ -146,6 +151,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     redisUrl: env.REDIS_URL || undefined,
     tenantSettingsCacheMs: int(env, "TENANT_SETTINGS_CACHE_MS", 1_000),
     outboundAllowPrivate: bool(env, "OUTBOUND_ALLOW_PRIVATE"),
+    grpcPath: grpcPathOf(env.GRPC_PATH),
     logLevel: logLevel(env.LOG_LEVEL),
     production,
   };
@@ -176,4 +182,10 @@ function bool(env: NodeJS.ProcessEnv, name: string): boolean {
   if (raw === undefined || raw === "" || raw === "false") return false;
   if (raw === "true") return true;
   throw new Error(`${name} must be "true" or "false", got ${JSON.stringify(raw)}`);
+}
+
+function grpcPathOf(value: string | undefined): Config["grpcPath"] {
+  if (value === undefined || value === "" || value === "grpc-js") return "grpc-js";
+  if (value === "connect") return "connect";
+  throw new Error(`GRPC_PATH must be "grpc-js" or "connect", not ${JSON.stringify(value)}`);
 }

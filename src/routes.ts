@@ -1,5 +1,4 @@
 import type { DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter } from "@connectrpc/connect";
 import { AgentService } from "../gen/agentplatform/v1/agent_service_pb.js";
 import { CredentialService } from "../gen/agentplatform/v1/credential_service_pb.js";
 import { ExecutionService } from "../gen/agentplatform/v1/execution_service_pb.js";
@@ -10,7 +9,8 @@ import { ServerReflection as ReflectionV1 } from "../gen/grpc/reflection/v1/refl
 import { ServerReflection as ReflectionV1alpha } from "../gen/grpc/reflection/v1alpha/reflection_pb.js";
 import type { PageTokens } from "./common/page-token.ts";
 import type { HealthState } from "./platform/health.ts";
-import { registerReflection } from "./platform/reflection.ts";
+import type { ServiceEntry } from "./pipeline/service-entry.ts";
+import { reflectionServices } from "./platform/reflection.ts";
 import { agentHandler } from "./agents/agent.handler.ts";
 import { credentialBindingHandler } from "./agents/credential-binding.handler.ts";
 import { templateHandler } from "./agents/template.handler.ts";
@@ -19,8 +19,7 @@ import type { Keyring } from "./credentials/keyring.ts";
 import { executionHandler, type ExecutionDeps } from "./executions/execution.handler.ts";
 import type { Limits } from "./tenants/limits.ts";
 import type { Quotas } from "./tenants/quotas.ts";
-import type { RateLimiter } from "./tenants/rate-limiter.ts";
-import { tenantHandler } from "./tenants/tenant.handler.ts";
+import { tenantHandler, type TenantDeps } from "./tenants/tenant.handler.ts";
 import { toolHandler } from "./tools/tool.handler.ts";
 
 /** The platform's own services, in the order the README lists them. */
@@ -44,21 +43,25 @@ export interface RouteDeps {
   /** The configured default limits of every tenant. */
   tenantLimits: Limits;
   /** The request rate limiter, told when an operator changes a tenant's limits. */
-  limiter: RateLimiter;
+  limiter: TenantDeps["limiter"];
 }
 
 /**
- * Registers every service. RPCs not built yet are left out of their
- * implementation, so they answer UNIMPLEMENTED (and are listed by reflection).
+ * Every service with its implementation, what both transport paths serve
+ * (pipeline/connect/ and pipeline/grpc/). RPCs not built yet are left out of
+ * their implementation, so they answer UNIMPLEMENTED (and are listed by
+ * reflection).
  */
-export function routes(deps: RouteDeps): (router: ConnectRouter) => void {
-  return (router) => {
-    router.service(ToolService, toolHandler(deps));
-    router.service(AgentService, { ...agentHandler(deps), ...templateHandler(deps), ...credentialBindingHandler() });
-    router.service(ExecutionService, executionHandler({ ...deps.executions, pageTokens: deps.pageTokens }));
-    router.service(CredentialService, credentialHandler(deps));
-    router.service(TenantService, tenantHandler(deps));
-    router.service(Health, deps.health.service);
-    registerReflection(router, allServices);
-  };
+export function routes(deps: RouteDeps): ServiceEntry[] {
+  const reflection = reflectionServices(allServices);
+  return [
+    { service: ToolService, impl: toolHandler(deps) },
+    { service: AgentService, impl: { ...agentHandler(deps), ...templateHandler(deps), ...credentialBindingHandler() } },
+    { service: ExecutionService, impl: executionHandler({ ...deps.executions, pageTokens: deps.pageTokens }) },
+    { service: CredentialService, impl: credentialHandler(deps) },
+    { service: TenantService, impl: tenantHandler(deps) },
+    { service: Health, impl: deps.health.service },
+    { service: ReflectionV1, impl: reflection.v1 },
+    { service: ReflectionV1alpha, impl: reflection.v1alpha },
+  ];
 }

@@ -7,14 +7,13 @@ import {
   type PromptTemplate,
 } from "../../gen/agentplatform/v1/agent_pb.js";
 import { AgentOrder, AgentService, CreateAgentRequestSchema } from "../../gen/agentplatform/v1/agent_service_pb.js";
-import { principalOf } from "../auth/principal.ts";
+import { emOf, principalOf } from "../call-context.ts";
 import { checkEtag } from "../common/etag.ts";
 import { FailedPreconditionError, InvalidArgumentError } from "../common/errors.ts";
 import { maskPaths } from "../common/field-mask.ts";
 import { pageSizeOf, type PageTokens } from "../common/page-token.ts";
 import { tenantOf } from "../db/tenant.ts";
 import { idempotentCreate } from "../idempotency/idempotency.ts";
-import { emOf } from "../interceptors/entity-manager.ts";
 import type { Quotas } from "../tenants/quotas.ts";
 import { AgentTemplateRepository } from "./agent-template.repository.ts";
 import { checkTransition } from "./agent-state.ts";

@@ -1,7 +1,6 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import { AgentService } from "../../gen/agentplatform/v1/agent_service_pb.js";
-import { principalOf } from "../auth/principal.ts";
-import { emOf } from "../interceptors/entity-manager.ts";
+import { emOf, principalOf } from "../call-context.ts";
 import { toAgentMessage } from "./agent.mapper.ts";
 import { AgentRepository } from "./agent.repository.ts";
 import { bindCredentials, unbindCredentials } from "./credential-binding.ts";

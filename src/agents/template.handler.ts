@@ -4,7 +4,7 @@ import { InvalidArgumentError } from "../common/errors.ts";
 import { pageSizeOf, type PageTokens } from "../common/page-token.ts";
 import { tenantOf } from "../db/tenant.ts";
 import { idempotentCreate } from "../idempotency/idempotency.ts";
-import { emOf } from "../interceptors/entity-manager.ts";
+import { emOf } from "../call-context.ts";
 import { AgentTemplateRepository } from "./agent-template.repository.ts";
 import { toBuiltinTemplateMessage, toTemplateMessage } from "./agent.mapper.ts";
 import { builtinTemplates } from "./builtin-templates.ts";

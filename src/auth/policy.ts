@@ -72,7 +72,7 @@ const policy: Record<string, Requirement> = {
 
 /**
  * The methods a platform operator may call: they take the tenant they act on
- * in the request's `tenant_id` field, which the auth interceptor reads. Every
+ * in the request's `tenant_id` field, which admission reads. Every
  * other method is out of an operator's reach.
  */
 const operatorMethods = new Set([

@@ -1,6 +1,3 @@
-import { createContextKey, type HandlerContext } from "@connectrpc/connect";
-import { UnauthenticatedError } from "../common/errors.ts";
-
 /** A role within a tenant; each includes the ones before it. */
 export const ROLES = ["viewer", "editor", "admin"] as const;
 
@@ -29,21 +26,7 @@ export interface Principal {
   operator?: boolean;
 }
 
-/** The authenticated caller of the current request; set by the auth interceptor. */
-export const principalKey = createContextKey<Principal | undefined>(undefined, {
-  description: "authenticated principal",
-});
-
 /** Whether `held` is at least `needed`. */
 export function roleSatisfies(held: Role | undefined, needed: Role): boolean {
   return held !== undefined && ROLES.includes(needed) && ROLES.indexOf(held) >= ROLES.indexOf(needed);
-}
-
-/** The caller of a handler; only reachable for methods that need a token. */
-export function principalOf(ctx: HandlerContext): Principal {
-  const principal = ctx.values.get(principalKey);
-  if (!principal) {
-    throw new UnauthenticatedError("no principal on this request");
-  }
-  return principal;
 }

@@ -1,6 +1,6 @@
 /**
  * Domain errors: plain classes thrown by repositories and handlers. One
- * interceptor (interceptors/errors.ts) turns them into gRPC status codes with
+ * interceptor (pipeline/interceptors/errors.ts) turns them into gRPC status codes with
  * google.rpc details; nothing else builds a ConnectError for them.
  */
 

@@ -4,7 +4,7 @@ import { createRegistry, toBinary } from "@bufbuild/protobuf";
 import type { DescExtension, DescFile, DescService, Registry } from "@bufbuild/protobuf";
 import { nestedTypes } from "@bufbuild/protobuf/reflect";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import type { ConnectRouter } from "@connectrpc/connect";
+import type { ConnectRouter, ServiceImpl } from "@connectrpc/connect";
 import * as v1 from "../../gen/grpc/reflection/v1/reflection_pb.js";
 import * as v1alpha from "../../gen/grpc/reflection/v1alpha/reflection_pb.js";
 
@@ -37,15 +37,23 @@ type Answer =
   | { case: "listServicesResponse"; value: { service: { name: string }[] } }
   | { case: "errorResponse"; value: { errorCode: number; errorMessage: string } };
 
-/** Registers grpc.reflection.v1.ServerReflection and grpc.reflection.v1alpha.ServerReflection on the router. */
-export function registerReflection(router: ConnectRouter, services: DescService[]): void {
+/** grpc.reflection.v1.ServerReflection and grpc.reflection.v1alpha.ServerReflection over `services`. */
+export function reflectionServices(services: DescService[]): {
+  v1: ServiceImpl<typeof v1.ServerReflection>;
+  v1alpha: ServiceImpl<typeof v1alpha.ServerReflection>;
+} {
   const catalog = buildCatalog(services);
-  router.service(v1.ServerReflection, {
-    serverReflectionInfo: (requests) => answerEach(requests, catalog),
-  });
-  router.service(v1alpha.ServerReflection, {
-    serverReflectionInfo: (requests) => answerEach(requests, catalog),
-  });
+  return {
+    v1: { serverReflectionInfo: (requests) => answerEach(requests, catalog) },
+    v1alpha: { serverReflectionInfo: (requests) => answerEach(requests, catalog) },
+  };
+}
+
+/** Registers both reflection services on a Connect router. */
+export function registerReflection(router: ConnectRouter, services: DescService[]): void {
+  const impls = reflectionServices(services);
+  router.service(v1.ServerReflection, impls.v1);
+  router.service(v1alpha.ServerReflection, impls.v1alpha);
 }
 
 function buildCatalog(services: DescService[]): Catalog {

@@ -1,7 +1,21 @@
-import { LockMode } from "@mikro-orm/core";
+import { LockMode, type MikroORM } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
-import { tenantOf } from "../db/tenant.ts";
+import { scopeToTenant, tenantOf } from "../db/tenant.ts";
+import { effectiveLimits, type Limits } from "./limits.ts";
 import { TenantSettings } from "./tenant-settings.entity.ts";
+
+/**
+ * Reads a tenant's limits in force outside any request (the rate limiter's
+ * cache misses), scoped to the tenant exactly as a request's own
+ * EntityManager is (pipeline/interceptors/entity-manager.ts).
+ */
+export function tenantLimitsReader(orm: MikroORM, defaults: Limits): (tenantId: string) => Promise<Limits> {
+  return async (tenantId) => {
+    const em = orm.em.fork() as EntityManager;
+    scopeToTenant(em, tenantId);
+    return effectiveLimits(await new TenantSettingsRepository(em).find(), defaults);
+  };
+}
 
 /** The tenant's settings row, through the request's tenant-scoped EntityManager. */
 export class TenantSettingsRepository {

@@ -1,14 +1,12 @@
 import type { ServiceImpl } from "@connectrpc/connect";
 import type { EntityManager } from "@mikro-orm/postgresql";
 import type { TenantService } from "../../gen/agentplatform/v1/tenant_service_pb.js";
-import { principalOf } from "../auth/principal.ts";
+import { emOf, principalOf } from "../call-context.ts";
 import { checkEtag } from "../common/etag.ts";
 import { maskPaths } from "../common/field-mask.ts";
 import { tenantOf } from "../db/tenant.ts";
-import { emOf } from "../interceptors/entity-manager.ts";
 import { effectiveLimits, LIMIT_NAMES, LIMIT_PATHS, type Limits } from "./limits.ts";
 import type { Quotas } from "./quotas.ts";
-import type { RateLimiter } from "./rate-limiter.ts";
 import { TenantSettingsRepository } from "./settings.repository.ts";
 import { LIMIT_FIELDS, toFeatureToggleMessage, toTenantSettingsMessage } from "./tenant.mapper.ts";
 import { setToggle, toggleStates } from "./toggles.ts";
@@ -19,7 +17,7 @@ export interface TenantDeps {
   tenantLimits: Limits;
   quotas: Quotas;
   /** Told when a tenant's limits change, so this process applies them at once. */
-  limiter: RateLimiter;
+  limiter: { forget(tenantId: string): void };
 }
 
 const UPDATABLE = LIMIT_NAMES.map((name) => LIMIT_PATHS[name]);

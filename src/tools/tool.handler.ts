@@ -7,7 +7,7 @@ import { objectSchemaViolations } from "../common/json-schema.ts";
 import { pageSizeOf, type PageTokens } from "../common/page-token.ts";
 import { tenantOf } from "../db/tenant.ts";
 import { idempotentCreate } from "../idempotency/idempotency.ts";
-import { emOf } from "../interceptors/entity-manager.ts";
+import { emOf } from "../call-context.ts";
 import type { Quotas } from "../tenants/quotas.ts";
 import type { JsonObject } from "./tool.entity.ts";
 import { toToolMessage } from "./tool.mapper.ts";

@@ -11,8 +11,9 @@ import { ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
 import { requirementOf } from "../../src/auth/policy.ts";
 import { OPERATOR_ROLE, ROLES, roleSatisfies, type Role } from "../../src/auth/principal.ts";
 import { createAuthenticator } from "../../src/auth/tokens.ts";
-import { authInterceptor } from "../../src/interceptors/auth.ts";
-import { errorInterceptor } from "../../src/interceptors/errors.ts";
+import { createAdmission } from "../../src/pipeline/admission/admission.ts";
+import { admissionInterceptor } from "../../src/pipeline/admission/admission-interceptor.ts";
+import { errorInterceptor } from "../../src/pipeline/interceptors/errors.ts";
 import { createLogger } from "../../src/log.ts";
 import { allServices, apiServices } from "../../src/routes.ts";
 import { Code, errorOf } from "../support/clients.ts";
@@ -44,7 +45,7 @@ describe("the policy table", () => {
   });
 
   it("has no requirement for a method it does not list, which the auth interceptor denies", () => {
-    // src/interceptors/auth.ts: `requirementOf(...) === undefined` throws
+    // src/pipeline/admission/admission.ts: `requirementOf(...) === undefined` throws
     // PERMISSION_DENIED (METHOD_NOT_IN_POLICY) before the token is even read;
     // the router-transport tests below show it end to end.
     expect(requirementOf(ToolService, "PurgeTools")).toBeUndefined();
@@ -110,7 +111,7 @@ describe("the auth interceptor", () => {
       router: {
         interceptors: [
           errorInterceptor(createLogger("error", () => {})),
-          authInterceptor(createAuthenticator({ secret: secretBytes })),
+          admissionInterceptor(createAdmission({ authenticator: createAuthenticator({ secret: secretBytes }) })),
         ],
       },
     },

@@ -46,7 +46,7 @@ export async function stopAll(): Promise<void> {
 export function spawnMain(env: Record<string, string>, node = process.execPath): MainProcess {
   const child = spawn(node, ["--import", "./scripts/require-node.mjs", "src/main.ts"], {
     cwd: root,
-    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? tmpdir(), ...TEST_ENV, ...env },
+    env: { PATH: process.env.PATH ?? "", HOME: process.env.HOME ?? tmpdir(), GRPC_PATH: process.env.GRPC_PATH ?? "grpc-js", ...TEST_ENV, ...env },
     stdio: ["ignore", "pipe", "pipe"],
   });
   let output = "";

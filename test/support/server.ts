@@ -49,6 +49,8 @@ export async function startTestServer(env: Record<string, string> = {}, database
     PORT: "0",
     CREDENTIAL_KEYS: TEST_CREDENTIAL_KEYS,
     ...TEST_ENV,
+    // The vitest project's gRPC path (vitest.config.ts).
+    GRPC_PATH: process.env.GRPC_PATH ?? "grpc-js",
     ...env,
   });
   const logger: Logger = createLogger("debug", (line) => void logs.push(line));

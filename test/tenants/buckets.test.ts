@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { BucketStore } from "../../src/tenants/bucket-store.ts";
-import { postgresBuckets } from "../../src/tenants/postgres-buckets.ts";
-import { redisBuckets } from "../../src/tenants/redis-buckets.ts";
+import type { BucketStore } from "../../src/pipeline/admission/bucket-store.ts";
+import { postgresBuckets } from "../../src/pipeline/admission/postgres-buckets.ts";
+import { redisBuckets } from "../../src/pipeline/admission/redis-buckets.ts";
 import { createTestDatabase, type TestDatabase } from "../support/db.ts";
 import { REDIS_URL, redisUp, sleep } from "./support.ts";
 

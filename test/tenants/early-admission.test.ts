@@ -13,7 +13,7 @@ import { operatorToken, reasonOf, retryDelayOf, tenantsAs } from "./support.ts";
 
 /*
  * A tenant whose bucket the store just found empty is refused before its
- * call is read (src/tenants/early-admission.ts): the proof is a body no
+ * call is read (src/pipeline/admission/early-admission.ts): the proof is a body no
  * decoder accepts, which the full path answers INVALID_ARGUMENT (Connect
  * decodes the message before any interceptor) and the early path
  * RESOURCE_EXHAUSTED. The answer must be the full path's, for every client,

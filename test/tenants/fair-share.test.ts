@@ -12,16 +12,20 @@ import { closeRawAgents, envelope, grpcSession } from "../support/raw-wire.ts";
 import { startTestServer, TEST_SECRET, type TestServer } from "../support/server.ts";
 
 /*
- * Each tenant's fair share of the database (src/tenants/fair-share-interceptor.ts):
- * a tenant whose calls all wait on the database (here: on a row lock the
- * test holds) occupies at most TENANT_CALLS_IN_FLIGHT connections, and
- * another tenant's calls find the rest of the pool free. Without the share
- * the first tenant's calls would take the whole pool, and the other
- * tenant's calls would wait for a connection until they failed.
+ * Each tenant's fair share of the database (src/pipeline/admission/lines.ts):
+ * a tenant alone may borrow every connection but one beyond its
+ * TENANT_CALLS_IN_FLIGHT (the share is work-conserving), so a tenant whose
+ * calls all wait on the database (here: on a row lock the test holds)
+ * occupies at most all but one connection, and another tenant's calls find
+ * that one free. Without the lines the first tenant's calls would take the
+ * whole pool, and the other tenant's calls would wait for a connection
+ * until they failed.
  */
 
 const POOL = 4;
 const SHARE = 2;
+// What a tenant alone may hold: its share, and what it borrows up to all connections but one.
+const ALONE = POOL - 1;
 
 describe.runIf(onPostgres)(`a tenant's calls stuck in the database (DB_POOL_MAX=${POOL}, TENANT_CALLS_IN_FLIGHT=${SHARE})`, () => {
   let s: TestServer;
@@ -49,7 +53,7 @@ describe.runIf(onPostgres)(`a tenant's calls stuck in the database (DB_POOL_MAX=
   it.each([
     { path: "admitted before they are read", fresh: false },
     { path: "admitted after authentication", fresh: true },
-  ])("hold at most their share of the pool when $path; another tenant's calls go through meanwhile", async ({ fresh }) => {
+  ])("hold all the pool but one connection when $path; another tenant's calls go through meanwhile", async ({ fresh }) => {
     const tenantA = `share-a-${fresh ? "fresh" : "known"}`;
     const a = clientOf(ToolService, grpc(srv.url, await srv.token(tenantA)));
     const b = clientOf(ToolService, connectJson(srv.url, await srv.token(`share-b-${fresh ? "fresh" : "known"}`)));
@@ -69,7 +73,7 @@ describe.runIf(onPostgres)(`a tenant's calls stuck in the database (DB_POOL_MAX=
       stuck = locked.map((tool) =>
         aNow.updateTool({ toolId: tool.id, tool: { description: "stuck" }, updateMask: { paths: ["description"] } }, { timeoutMs: 20_000 }),
       );
-      await eventually(async () => ((await waitingOnLocks(admin)).length === SHARE ? true : undefined), 5_000, `${SHARE} of A's calls in the database`);
+      await eventually(async () => ((await waitingOnLocks(admin)).length === ALONE ? true : undefined), 5_000, `${ALONE} of A's calls in the database`);
 
       // One more call of A waits in A's line; past its deadline it is answered so.
       const started = Date.now();
@@ -80,8 +84,8 @@ describe.runIf(onPostgres)(`a tenant's calls stuck in the database (DB_POOL_MAX=
       // B reads and writes while A's twelve calls are stuck…
       expect((await b.getTool({ toolId: bTool.id }, { timeoutMs: 2_000 })).tool?.id).toBe(bTool.id);
       await b.createTool({ tool: { name: "meanwhile", description: "d" } }, { timeoutMs: 2_000 });
-      // …and A still holds no more than its share.
-      expect(await waitingOnLocks(admin)).toHaveLength(SHARE);
+      // …and A still holds no more than it did alone.
+      expect(await waitingOnLocks(admin)).toHaveLength(ALONE);
     } finally {
       await admin.query("rollback");
     }

@@ -2,7 +2,7 @@ import { create, fromBinary, toBinary, type JsonObject } from "@bufbuild/protobu
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { CreateToolRequestSchema, GetToolRequestSchema } from "../../gen/agentplatform/v1/tool_service_pb.js";
 import { BadRequestSchema, ErrorInfoSchema } from "../../gen/google/rpc/error_details_pb.js";
-import { malformedRequestError } from "../../src/interceptors/errors.ts";
+import { malformedRequestError } from "../../src/pipeline/interceptors/errors.ts";
 import { closeRawAgents, connectCall, envelope, grpcSession, type GrpcSession, type RawAnswer } from "../support/raw-wire.ts";
 import { startTestServer, type TestServer } from "../support/server.ts";
 

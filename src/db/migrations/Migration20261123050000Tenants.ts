@@ -14,7 +14,7 @@ const TABLES = ["tenant_settings", "tenant_feature_toggles", "rate_limit_buckets
  * here (src/db/rls.ts), the runtime role first if this database has none yet.
  *
  * take_rate_token is the one step of the database's token buckets (see
- * src/tenants/postgres-buckets.ts): it sets the tenant for its own upsert,
+ * src/pipeline/admission/postgres-buckets.ts): it sets the tenant for its own upsert,
  * which row-level security then holds to that tenant's bucket, and puts the
  * previous setting back; one round trip, no explicit transaction.
  */

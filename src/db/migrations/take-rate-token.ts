@@ -9,7 +9,7 @@ const ASYNC_COMMIT = `
 
 /**
  * The SQL of take_rate_token, the one step of the database's token buckets
- * (src/tenants/postgres-buckets.ts), as each migration that writes it wrote
+ * (src/pipeline/admission/postgres-buckets.ts), as each migration that writes it wrote
  * it: `asyncCommit` false is the first version (Migration20261123050000Tenants),
  * true the one that commits without waiting for the WAL flush.
  */

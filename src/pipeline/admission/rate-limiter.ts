@@ -1,21 +1,22 @@
-import type { MikroORM } from "@mikro-orm/core";
-import type { EntityManager } from "@mikro-orm/postgresql";
-import { RateLimitedError } from "../common/errors.ts";
-import { scopeToTenant } from "../db/tenant.ts";
-import type { Logger } from "../log.ts";
+import { RateLimitedError } from "../../common/errors.ts";
+import type { Logger } from "../../log.ts";
 import type { BucketStore } from "./bucket-store.ts";
-import { effectiveLimits, type Limits } from "./limits.ts";
 import { TenantLines } from "./lines.ts";
-import { TenantSettingsRepository } from "./settings.repository.ts";
+
+/** A tenant's rate limit in force. */
+export interface RateLimits {
+  /** Requests per second the token bucket refills at; 0: no rate limit. */
+  ratePerSecond: number;
+  /** Size of the token bucket. */
+  rateBurst: number;
+}
 
 /** What the rate limiter needs. */
 export interface RateLimiterOptions {
   /** The shared buckets. */
   store: BucketStore;
-  /** Where tenants' overrides are read. */
-  orm: MikroORM;
-  /** The configured default limits. */
-  defaults: Limits;
+  /** Reads a tenant's limits in force (its overrides, else the defaults); given by the composition root. */
+  readLimits: (tenantId: string) => Promise<RateLimits>;
   /** How long a tenant's limits are kept before being read again, in ms. */
   cacheMs: number;
   logger: Logger;
@@ -54,8 +55,8 @@ const TAKES_PER_TENANT = 2;
  */
 export class RateLimiter {
   readonly #options: RateLimiterOptions;
-  readonly #limits = new Map<string, { limits: Limits; expires: number }>();
-  readonly #loading = new Map<string, Promise<Limits>>();
+  readonly #limits = new Map<string, { limits: RateLimits; expires: number }>();
+  readonly #loading = new Map<string, Promise<RateLimits>>();
   readonly #emptyUntil = new Map<string, number>();
   readonly #lines = new TenantLines(TAKES_PER_TENANT);
   #storeDownUntil = 0;
@@ -104,7 +105,7 @@ export class RateLimiter {
   }
 
   /** The tenant's limits in force, from the cache or the database. */
-  async limitsOf(tenantId: string): Promise<Limits> {
+  async limitsOf(tenantId: string): Promise<RateLimits> {
     const cached = this.#limits.get(tenantId);
     if (cached && cached.expires > performance.now()) return cached.limits;
     let loading = this.#loading.get(tenantId);
@@ -126,12 +127,8 @@ export class RateLimiter {
     return this.#options.store.close();
   }
 
-  async #load(tenantId: string): Promise<Limits> {
-    // Scoped to the principal's tenant exactly as the request's own
-    // EntityManager is (interceptors/entity-manager.ts).
-    const em = this.#options.orm.em.fork() as EntityManager;
-    scopeToTenant(em, tenantId);
-    const limits = effectiveLimits(await new TenantSettingsRepository(em).find(), this.#options.defaults);
+  async #load(tenantId: string): Promise<RateLimits> {
+    const limits = await this.#options.readLimits(tenantId);
     this.#limits.delete(tenantId);
     if (this.#limits.size >= MAX_CACHED_TENANTS) {
       this.#limits.delete(this.#limits.keys().next().value!);

@@ -34,8 +34,15 @@ const HTTP1_IDLE_TIMEOUT_MS = 120_000;
  * reads the first bytes of each connection: the HTTP/2 client preface goes to
  * the HTTP/2 server (gRPC, h2c), anything else to the HTTP/1.1 server
  * (Connect, gRPC-Web from browsers). With TLS, ALPN makes the same choice.
+ * With `h2c`, the cleartext HTTP/2 connections go there instead (the gRPC
+ * path, which passes streams that are not gRPC back to `handler`).
  */
-export function createListener(handler: Handler, tls?: { certFile: string; keyFile: string }): Listener {
+export function createListener(
+  handler: Handler,
+  tls?: { certFile: string; keyFile: string },
+  /** Takes the h2c connections instead of Node's HTTP/2 server (the gRPC path); it sends their GOAWAY itself. */
+  h2c?: (socket: net.Socket) => void,
+): Listener {
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
   // HTTP/1.1 requests in progress per connection, to tell idle keep-alive
@@ -79,7 +86,8 @@ export function createListener(handler: Handler, tls?: { certFile: string; keyFi
     front = net.createServer((socket) =>
       sniff(socket, (isH2) => {
         if (isH2) http2Sockets.add(socket);
-        (isH2 ? h2 : h1).emit("connection", socket);
+        if (isH2 && h2c) h2c(socket);
+        else (isH2 ? h2 : h1).emit("connection", socket);
       }),
     );
   }

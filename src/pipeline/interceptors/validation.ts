@@ -2,7 +2,7 @@ import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
 import { pathToString } from "@bufbuild/protobuf/reflect";
 import { createValidator } from "@bufbuild/protovalidate";
 import type { Interceptor } from "@connectrpc/connect";
-import { InvalidArgumentError } from "../common/errors.ts";
+import { InvalidArgumentError } from "../../common/errors.ts";
 
 /**
  * Enforces the protovalidate rules written in the .proto files on every

@@ -13,7 +13,7 @@ import {
   PreconditionFailureSchema,
   QuotaFailureSchema,
   RetryInfoSchema,
-} from "../../gen/google/rpc/error_details_pb.js";
+} from "../../../gen/google/rpc/error_details_pb.js";
 import {
   AlreadyExistsError,
   DomainError,
@@ -25,11 +25,11 @@ import {
   QuotaExceededError,
   RateLimitedError,
   UnauthenticatedError,
-} from "../common/errors.ts";
-import { decodeErrorViolation } from "../common/decode-error-field.ts";
-import { isConnectionFailure } from "../db/connection-failures.ts";
-import type { Logger } from "../log.ts";
-import { requestSignalKey } from "./deadline.ts";
+} from "../../common/errors.ts";
+import { decodeErrorViolation } from "../../common/decode-error-field.ts";
+import { isConnectionFailure } from "../../db/connection-failures.ts";
+import type { Logger } from "../../log.ts";
+import { requestSignalKey } from "../../call-context.ts";
 
 /** ErrorInfo.domain of every error this service raises. */
 export const ERROR_DOMAIN = "agent-platform";

@@ -7,8 +7,13 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
 export function drainInterceptor(draining: () => boolean): Interceptor {
   return (next) => async (req) => {
     if (draining()) {
-      throw new ConnectError("the server is shutting down; retry", Code.Unavailable);
+      throw shuttingDown();
     }
     return next(req);
   };
+}
+
+/** The error of a call that arrives while the server drains. */
+export function shuttingDown(): ConnectError {
+  return new ConnectError("the server is shutting down; retry", Code.Unavailable);
 }

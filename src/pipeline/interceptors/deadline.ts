@@ -1,9 +1,5 @@
-import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
-
-/** The signal that ends a request: client cancel, client deadline, or the default deadline. */
-export const requestSignalKey = createContextKey<AbortSignal | undefined>(undefined, {
-  description: "request signal with deadline",
-});
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import { requestSignalKey } from "../../call-context.ts";
 
 // Headers through which gRPC, gRPC-Web and Connect clients send their deadline.
 const TIMEOUT_HEADERS = ["grpc-timeout", "connect-timeout-ms"];

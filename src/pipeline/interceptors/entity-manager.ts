@@ -1,15 +1,9 @@
-import { createContextKey, type HandlerContext, type Interceptor } from "@connectrpc/connect";
+import type { Interceptor } from "@connectrpc/connect";
 import type { MikroORM } from "@mikro-orm/core";
 import type { EntityManager } from "@mikro-orm/postgresql";
-import { principalKey } from "../auth/principal.ts";
-import { abortStrategyOf } from "../db/orm.ts";
-import { scopeToTenant } from "../db/tenant.ts";
-import { requestSignalKey } from "./deadline.ts";
-
-/** The request's own EntityManager, scoped to the caller's tenant. */
-export const entityManagerKey = createContextKey<EntityManager | undefined>(undefined, {
-  description: "request-scoped EntityManager",
-});
+import { entityManagerKey, principalKey, requestSignalKey } from "../../call-context.ts";
+import { abortStrategyOf } from "../../db/orm.ts";
+import { scopeToTenant } from "../../db/tenant.ts";
 
 /**
  * Forks one EntityManager per authenticated request, scoped to the
@@ -33,13 +27,4 @@ export function entityManagerInterceptor(orm: MikroORM): Interceptor {
     }
     return next(req);
   };
-}
-
-/** The handler's EntityManager; only authenticated methods have one. */
-export function emOf(ctx: HandlerContext): EntityManager {
-  const em = ctx.values.get(entityManagerKey);
-  if (!em) {
-    throw new Error("no EntityManager on this request: is the method public?");
-  }
-  return em;
 }
