@@ -18,11 +18,13 @@ export const entityManagerKey = createContextKey<EntityManager | undefined>(unde
  * committed (on PGlite, with its one connection, it could not even start), and
  * a run may last minutes: a transaction, the quota row lock and a connection
  * held that long would stall the tenant's other calls. PurgeExecutions deletes
- * in batches that commit one by one, to hold no long locks.
+ * in batches that commit one by one, to hold no long locks; RewrapCredentials
+ * swaps row by row, so a damaged row stops it with the rows before it kept.
  */
 const OWN_TRANSACTIONS: ReadonlySet<string> = new Set([
   "agentplatform.v1.ExecutionService/ExecuteAgent",
   "agentplatform.v1.ExecutionService/PurgeExecutions",
+  "agentplatform.v1.CredentialService/RewrapCredentials",
 ]);
 
 /**
