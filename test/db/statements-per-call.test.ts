@@ -72,11 +72,14 @@ describe("one transaction per unary call", () => {
     const { transactions, statements } = await record(() => agents.getAgent({ agentId }));
     expect(transactions, statements.join("\n")).toBe(1);
     expect(statements[0]).toMatch(/read only/);
+    // BEGIN, the tenant setting, one SELECT for the agent with its version, tools and credentials, COMMIT.
+    expect(statements, statements.join("\n")).toHaveLength(4);
   });
 
   it("getTool_runsOneTransaction", async () => {
     const { transactions, statements } = await record(() => tools.getTool({ toolId }));
     expect(transactions, statements.join("\n")).toBe(1);
+    expect(statements, statements.join("\n")).toHaveLength(4);
   });
 
   it("createAgent_runsOneTransaction", async () => {
@@ -102,6 +105,7 @@ describe("statements do not grow with the page", () => {
     expect(fifty.transactions, fifty.statements.join("\n")).toBe(1);
     expect(five.transactions).toBe(1);
     expect(fifty.statements.length, fifty.statements.join("\n")).toBe(five.statements.length);
+    expect(fifty.statements).toHaveLength(4);
   });
 
   it("listTools_fiftyCostsWhatFiveCosts", async () => {
