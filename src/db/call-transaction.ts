@@ -75,7 +75,9 @@ export async function inCallTransaction<T>(
     }
   } catch (err) {
     afterCommitHooks.delete(em);
-    if (em.isInTransaction()) await em.rollback();
+    // A failed rollback must not hide why the call failed (a dead
+    // connection is given back by releasing-driver.ts either way).
+    if (em.isInTransaction()) await em.rollback().catch(() => {});
     throw err;
   }
   afterCommitHooks.delete(em);
