@@ -83,7 +83,7 @@ export function agentHandler(deps: AgentDeps): Partial<ServiceImpl<typeof AgentS
         request: req,
         replay: async (em, id) => {
           const repo = new AgentRepository(em, principal);
-          return { agent: toAgentMessage(await repo.view(await repo.get(id))) };
+          return { agent: toAgentMessage(await repo.getView(id)) };
         },
         create: async (tx) => {
         const repo = new AgentRepository(tx, principal);
@@ -128,7 +128,7 @@ export function agentHandler(deps: AgentDeps): Partial<ServiceImpl<typeof AgentS
 
     async getAgent(req, ctx) {
       const repo = new AgentRepository(emOf(ctx), principalOf(ctx));
-      return { agent: toAgentMessage(await repo.view(await repo.get(req.agentId))) };
+      return { agent: toAgentMessage(await repo.getView(req.agentId)) };
     },
 
     async listAgents(req, ctx) {
@@ -148,17 +148,17 @@ export function agentHandler(deps: AgentDeps): Partial<ServiceImpl<typeof AgentS
       };
       const query = { rpc: "ListAgents", orderBy, ...filters };
       const cursor = deps.pageTokens.decode(tenantOf(em), query, req.pageToken);
-      const rows = await repo.list({
+      const rows = await repo.listViews({
         ...filters,
         limit: limit + 1,
         orderBy,
         after: cursor ? [String(cursor[0]), String(cursor[1])] : undefined,
       });
-      const { page, nextPageToken } = deps.pageTokens.nextPage(tenantOf(em), query, rows, limit, (last) => [
+      const { page, nextPageToken } = deps.pageTokens.nextPage(tenantOf(em), query, rows, limit, ({ agent: last }) => [
         orderBy === "name" ? last.name : last.createTime.toISOString(),
         last.id,
       ]);
-      return { agents: (await repo.views(page)).map(toAgentMessage), nextPageToken };
+      return { agents: page.map(toAgentMessage), nextPageToken };
     },
 
     async updateAgent(req, ctx) {

@@ -1,6 +1,6 @@
 import type { JsonObject } from "@bufbuild/protobuf";
-import { UniqueConstraintViolationException, type FilterQuery } from "@mikro-orm/core";
-import type { EntityManager } from "@mikro-orm/postgresql";
+import { raw, UniqueConstraintViolationException, type FilterQuery } from "@mikro-orm/core";
+import type { EntityManager, QBFilterQuery } from "@mikro-orm/postgresql";
 import { roleSatisfies, type Principal } from "../auth/principal.ts";
 import { AlreadyExistsError, FailedPreconditionError, NotFoundError, PermissionDeniedError } from "../common/errors.ts";
 import { likePrefix } from "../db/like.ts";
@@ -8,7 +8,6 @@ import { Tool } from "../tools/tool.entity.ts";
 import { Agent } from "./agent.entity.ts";
 import { AgentTool } from "../bindings/agent-tool.entity.ts";
 import { AgentVersion, type StoredPromptTemplate } from "./agent-version.entity.ts";
-import { credentialIdsOf } from "../bindings/credential-links.ts";
 
 /** What CreateAgent stores on the agent row. */
 export interface AgentFields {
@@ -46,12 +45,43 @@ export interface AgentPageQuery {
   visibility: string;
 }
 
+/** The agent columns an API view shows: a loaded entity, or a row read for a view alone. */
+export type AgentRow = Omit<Agent, "tenantId">;
+
+/** What an API view shows of the active version. */
+export type ActiveVersion = Pick<AgentVersion, "version" | "config" | "systemPrompt" | "promptTemplates">;
+
 /** An agent with what its API view needs. */
 export interface AgentView {
-  agent: Agent;
-  active: AgentVersion | undefined;
+  agent: AgentRow;
+  active: ActiveVersion | undefined;
   toolIds: string[];
   credentialIds: string[];
+}
+
+/*
+ * The rest of an agent's view, as columns of the agent's own row: its active
+ * version (one at most, a partial unique index says so) and its tool and
+ * credential ids. Each sub-select is tied to the agent row by tenant and id,
+ * so it stays within the tenant the filter put on that row (and RLS holds
+ * it there too). One statement for any number of agents, instead of one
+ * statement per table.
+ */
+const VIEW_COLUMNS = [
+  raw(`(select json_build_object('version', v.version, 'config', v.config, 'systemPrompt', v.system_prompt,
+          'promptTemplates', v.prompt_templates)
+        from agent_versions v where v.tenant_id = a.tenant_id and v.agent_id = a.id and v.active) as "active"`),
+  raw(`array(select t.tool_id from agent_tools t where t.tenant_id = a.tenant_id and t.agent_id = a.id
+        order by t.tool_id) as "toolIds"`),
+  raw(`array(select c.credential_id from agent_credentials c where c.tenant_id = a.tenant_id and c.agent_id = a.id
+        order by c.credential_id) as "credentialIds"`),
+];
+
+/** A row of the view query: the agent's properties and VIEW_COLUMNS. */
+type ViewRow = AgentRow & { active: ActiveVersion | null; toolIds: string[]; credentialIds: string[] };
+
+function viewOf({ active, toolIds, credentialIds, ...agent }: ViewRow): AgentView {
+  return { agent, active: active ?? undefined, toolIds, credentialIds };
 }
 
 /**
@@ -104,7 +134,32 @@ export class AgentRepository {
     return agent;
   }
 
-  async list(q: AgentPageQuery): Promise<Agent[]> {
+  /**
+   * The view of an agent the caller can see, deleted or not, in one
+   * statement; a row for the answer alone, which no change tracking follows.
+   */
+  async getView(id: string): Promise<AgentView> {
+    const [row] = await this.#viewRows({ $and: [{ id }, this.#visible()] });
+    if (!row) throw new NotFoundError("agent", id);
+    return viewOf(row);
+  }
+
+  /** One ListAgents page as views, in one statement; rows for the answer alone. */
+  async listViews(q: AgentPageQuery): Promise<AgentView[]> {
+    const { where, orderBy } = this.#pageQuery(q);
+    return (await this.#viewRows(where, orderBy, q.limit)).map(viewOf);
+  }
+
+  async #viewRows(where: FilterQuery<Agent>, orderBy?: Record<string, "asc" | "desc">, limit?: number): Promise<ViewRow[]> {
+    const qb = this.#em.createQueryBuilder(Agent, "a").select(["a.*", ...VIEW_COLUMNS]).where(where as QBFilterQuery<Agent>);
+    if (orderBy) qb.orderBy(orderBy);
+    if (limit !== undefined) qb.limit(limit);
+    // The tenant filter, as every entity query gets it.
+    await qb.applyFilters();
+    return (await qb.execute("all")) as unknown as ViewRow[];
+  }
+
+  #pageQuery(q: AgentPageQuery): { where: FilterQuery<Agent>; orderBy: Record<string, "asc" | "desc"> } {
     const and: FilterQuery<Agent>[] = [this.#visible()];
     if (q.onlyDeleted) and.push({ deleteTime: { $ne: null } });
     else if (!q.includeDeleted) and.push({ deleteTime: null });
@@ -128,29 +183,20 @@ export class AgentRepository {
             },
       );
     }
-    const orderBy = q.orderBy === "name" ? { name: "asc", id: "asc" } as const : { createTime: "desc", id: "desc" } as const;
-    return this.#em.find(Agent, { $and: and }, { orderBy, limit: q.limit });
+    const orderBy: Record<string, "asc" | "desc"> = q.orderBy === "name" ? { name: "asc", id: "asc" } : { createTime: "desc", id: "desc" };
+    return { where: { $and: and }, orderBy };
   }
 
-  /** The active versions, tool ids and credential ids of `agents`, three queries for any number of agents. */
-  async views(agents: Agent[]): Promise<AgentView[]> {
-    if (agents.length === 0) return [];
-    const ids = agents.map((a) => a.id);
-    const [versions, links, credentialIds] = await Promise.all([
-      this.#em.find(AgentVersion, { agentId: { $in: ids }, active: true }),
-      this.#em.find(AgentTool, { agentId: { $in: ids } }, { orderBy: { toolId: "asc" } }),
-      credentialIdsOf(this.#em, ids),
-    ]);
-    return agents.map((agent) => ({
-      agent,
-      active: versions.find((v) => v.agentId === agent.id),
-      toolIds: links.filter((l) => l.agentId === agent.id).map((l) => l.toolId),
-      credentialIds: credentialIds.get(agent.id) ?? [],
-    }));
-  }
-
+  /**
+   * The view of a loaded agent (after a write: its fields as written, its
+   * version and links as stored now), in one statement. By id alone: a write
+   * may just have hidden the agent from its writer (visibility PRIVATE).
+   */
   async view(agent: Agent): Promise<AgentView> {
-    return (await this.views([agent]))[0]!;
+    const qb = this.#em.createQueryBuilder(Agent, "a").select(VIEW_COLUMNS).where({ id: agent.id });
+    await qb.applyFilters();
+    const [row] = (await qb.execute("all")) as unknown as Omit<ViewRow, keyof AgentRow>[];
+    return { agent, active: row?.active ?? undefined, toolIds: row?.toolIds ?? [], credentialIds: row?.credentialIds ?? [] };
   }
 
   /**

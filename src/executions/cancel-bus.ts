@@ -56,7 +56,9 @@ export function createCancelBus(databaseUrl: string | undefined, runner: Executi
   return {
     async publish(em, id) {
       if (runner.cancelLocal(id)) return;
-      await em.getConnection().execute("select pg_notify(?, ?)", [CHANNEL, id]);
+      // In the call's transaction: PostgreSQL delivers the notification when
+      // the cancel commits, and not at all if it rolls back.
+      await em.getConnection().execute("select pg_notify(?, ?)", [CHANNEL, id], "all", em.getTransactionContext());
     },
     async close() {
       closed = true;

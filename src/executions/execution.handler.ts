@@ -124,7 +124,11 @@ export function executionHandler(deps: ExecutionDeps): ServiceImpl<typeof Execut
       }
       const em = emOf(ctx);
       const range = { from, to, agentId: req.agentId };
-      const [buckets, [total]] = await Promise.all([executionStats(em, range, unit), executionStats(em.fork(), range, undefined)]);
+      // Both in the call's transaction (a plain fork would take a second connection).
+      const [buckets, [total]] = await Promise.all([
+        executionStats(em, range, unit),
+        executionStats(em.fork({ keepTransactionContext: true }), range, undefined),
+      ]);
       return { buckets: buckets.map(toBucket), total: total ? toBucket(total) : undefined };
     },
 

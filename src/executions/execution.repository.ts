@@ -36,9 +36,13 @@ export class ExecutionRepository {
     return execution;
   }
 
-  /** A fresh read, bypassing the identity map (the runner writes through its own fork). */
+  /**
+   * A fresh read, bypassing the identity map (the runner writes through its
+   * own fork), within the call's transaction if there is one: it sees what
+   * the call itself just changed.
+   */
   async reload(id: string): Promise<Execution> {
-    const execution = await this.#em.fork().findOne(Execution, { id });
+    const execution = await this.#em.fork({ keepTransactionContext: true }).findOne(Execution, { id });
     if (!execution) throw new NotFoundError("execution", id);
     return execution;
   }

@@ -74,7 +74,9 @@ async function replayIfSeen<T, Desc extends DescMessage>(
   call: IdempotentCreate<T, Desc>,
   hash: string,
 ): Promise<{ seen: true; result: T } | { seen: false }> {
-  const key = await em.fork().findOne(IdempotencyKey, { requestId: call.requestId });
+  // A fresh read (not the identity map), in the call's transaction: a fork
+  // without it would take a second connection, which PGlite does not have.
+  const key = await em.fork({ keepTransactionContext: true }).findOne(IdempotencyKey, { requestId: call.requestId });
   if (!key || !key.resourceId || key.createTime.getTime() < Date.now() - IDEMPOTENCY_WINDOW_MS) {
     return { seen: false };
   }

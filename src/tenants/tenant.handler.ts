@@ -4,6 +4,7 @@ import type { TenantService } from "../../gen/agentplatform/v1/tenant_service_pb
 import { emOf, principalOf } from "../call-context.ts";
 import { checkEtag } from "../common/etag.ts";
 import { maskPaths } from "../common/field-mask.ts";
+import { afterCommit } from "../db/call-transaction.ts";
 import { tenantOf } from "../db/tenant.ts";
 import { effectiveLimits, LIMIT_NAMES, LIMIT_PATHS, type Limits } from "./limits.ts";
 import type { Quotas } from "./quotas.ts";
@@ -56,7 +57,8 @@ export function tenantHandler(deps: TenantDeps): ServiceImpl<typeof TenantServic
         }
         row.updateTime = new Date();
       });
-      deps.limiter.forget(tenantOf(em));
+      // Once committed: a call that reloads the limits meanwhile would cache the old ones.
+      afterCommit(em, () => deps.limiter.forget(tenantOf(em)));
       return { settings: await view(em) };
     },
 
