@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
-import * as net from "node:net";
 import { tmpdir } from "node:os";
 import { fileURLToPath } from "node:url";
+import { freePort } from "./lib/ports.ts";
 
 const root = fileURLToPath(new URL("../", import.meta.url));
 
@@ -76,15 +76,4 @@ async function serving(url: string): Promise<boolean> {
   } catch {
     return false;
   }
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = net.createServer();
-    probe.once("error", reject);
-    probe.listen(0, "127.0.0.1", () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
 }
