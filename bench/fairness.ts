@@ -16,7 +16,8 @@
 // per second whatever the answers; RetryInfo ignored), BENCH_FLOOD_LIMITS
 // ("25,100": one flood per value, each by a fresh tenant A whose rate limit
 // an operator sets to it, burst twice that), BENCH_FLOOD_CONCURRENCY (256,
-// most of A's calls in flight), BENCH_SERVER_NODE_FLAGS (Node flags for the
+// most of A's calls in flight), BENCH_GRPC_PATH (the server's GRPC_PATH:
+// grpc-js or connect), BENCH_SERVER_NODE_FLAGS (Node flags for the
 // server, e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof"; its stdout is then
 // shown). With BENCH_FLOOD_RPS=0 A instead keeps BENCH_FLOOD_CONCURRENCY
 // calls in flight, each sent again as soon as it is answered (closed loop).
@@ -189,6 +190,8 @@ async function main(): Promise<void> {
     LOG_LEVEL: process.env.BENCH_LOG_LEVEL ?? "error",
     ...(process.env.BENCH_DATABASE_URL ? { DATABASE_URL: process.env.BENCH_DATABASE_URL } : {}),
     ...(process.env.BENCH_REDIS_URL ? { REDIS_URL: process.env.BENCH_REDIS_URL } : {}),
+    // Which server answers gRPC over h2c, to compare the two paths.
+    ...(process.env.BENCH_GRPC_PATH ? { GRPC_PATH: process.env.BENCH_GRPC_PATH } : {}),
   };
   const nodeFlags = process.env.BENCH_SERVER_NODE_FLAGS?.split(" ").filter(Boolean) ?? [];
   const server = await startBenchServer(env, { nodeFlags, stdout: nodeFlags.length > 0 ? "inherit" : "ignore" });
